@@ -1,0 +1,99 @@
+//! The `Store` trait and its implementations.
+//!
+//! A store maps hashcodes to bytes. Contracts shared by every implementation:
+//! - `add` never overwrites: adding a block that is present writes nothing;
+//! - `get` returns exactly the bytes that hash to the hashcode, or an error;
+//! - `flush` is a barrier: everything added before it returns is durable
+//!   (for persistent stores) and visible to other handles;
+//! - a store is `Send + Sync` and may be used from many threads at once.
+
+use crate::error::{Error, Result};
+use crate::hash::{HashAlg, HashCode};
+
+/// A mapping hashcode → bytes.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// The algorithm this store hashes new blocks with.
+    fn hash_alg(&self) -> HashAlg;
+
+    /// Stores `data` and returns its hashcode. Fails on I/O errors or a closed store.
+    fn add(&self, data: &[u8]) -> Result<HashCode> {
+        let hash = self.hash_alg().hash(data);
+        self.add_hashed(hash, data)?;
+        Ok(hash)
+    }
+
+    /// Stores `data` under `hash`, which the caller computed over `data`.
+    ///
+    /// Returns true when the block was new. Stores may re-check the hash.
+    fn add_hashed(&self, hash: HashCode, data: &[u8]) -> Result<bool>;
+
+    /// The block's bytes, or `None` when absent. Fails when stored bytes are corrupt.
+    fn get(&self, hash: &HashCode) -> Result<Option<Vec<u8>>>;
+
+    /// True when the block is present.
+    fn contains(&self, hash: &HashCode) -> Result<bool>;
+
+    /// Makes every earlier add durable and visible (commits the open transaction).
+    fn flush(&self) -> Result<()>;
+
+    /// Up to `limit` hashcodes in ascending order, starting at `start`
+    /// (inclusive, or exclusive when `after`), or from the lowest when `start` is `None`.
+    fn hashcodes(&self, start: Option<&HashCode>, after: bool, limit: usize)
+        -> Result<Vec<HashCode>>;
+
+    /// Number of distinct blocks stored.
+    fn len(&self) -> Result<u64>;
+
+    /// True when the store holds no blocks.
+    fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// True when `hash` names an indirect block known to have its whole tree present.
+    fn is_complete(&self, _hash: &HashCode) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Records that the indirect block `hash` has its whole tree present.
+    fn set_complete(&self, _hash: &HashCode) -> Result<()> {
+        Ok(())
+    }
+
+    /// The block's bytes; fails with [`Error::NotFound`] when absent.
+    fn get_required(&self, hash: &HashCode) -> Result<Vec<u8>> {
+        self.get(hash)?.ok_or(Error::NotFound(*hash))
+    }
+}
+
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    fn hash_alg(&self) -> HashAlg {
+        (**self).hash_alg()
+    }
+    fn add(&self, data: &[u8]) -> Result<HashCode> {
+        (**self).add(data)
+    }
+    fn add_hashed(&self, hash: HashCode, data: &[u8]) -> Result<bool> {
+        (**self).add_hashed(hash, data)
+    }
+    fn get(&self, hash: &HashCode) -> Result<Option<Vec<u8>>> {
+        (**self).get(hash)
+    }
+    fn contains(&self, hash: &HashCode) -> Result<bool> {
+        (**self).contains(hash)
+    }
+    fn flush(&self) -> Result<()> {
+        (**self).flush()
+    }
+    fn hashcodes(&self, start: Option<&HashCode>, after: bool, limit: usize) -> Result<Vec<HashCode>> {
+        (**self).hashcodes(start, after, limit)
+    }
+    fn len(&self) -> Result<u64> {
+        (**self).len()
+    }
+    fn is_complete(&self, hash: &HashCode) -> Result<bool> {
+        (**self).is_complete(hash)
+    }
+    fn set_complete(&self, hash: &HashCode) -> Result<()> {
+        (**self).set_complete(hash)
+    }
+}
