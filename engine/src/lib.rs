@@ -8,11 +8,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod archive;
 pub mod block;
 pub mod codec;
 pub mod error;
 pub mod hash;
 pub mod store;
+pub mod timefmt;
 pub mod transcribe;
 
 pub use block::BlockRef;
