@@ -1,6 +1,81 @@
 //! The `vt` command line tool.
 #![forbid(unsafe_code)]
 
-fn main() {
-    println!("vt {}", env!("CARGO_PKG_VERSION"));
+mod cmd;
+mod output;
+mod storespec;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// vt: a content-addressed, deduplicating store for files and trees.
+#[derive(Debug, Parser)]
+#[command(name = "vt", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Store to use: a DataDir directory path. Default: $VT_STORE, else the embedded
+    /// default store under the user's data directory (created on first use).
+    #[arg(short = 'S', long = "store", global = true, env = "VT_STORE")]
+    pub store: Option<String>,
+    /// Hash algorithm for new blocks (blake3, sha256, sha1).
+    #[arg(long = "hash", global = true, env = "VT_HASHNAME", default_value = "blake3")]
+    pub hash: String,
+    /// Print less (no progress, no summaries).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print more (each file as it is processed).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a store (the default store, or the one named by -S).
+    Init(cmd::init::Args),
+    /// Store files or standard input; print the reference (or record it in an archive).
+    Save(cmd::save::Args),
+    /// Write the content of a reference (or of a file inside a tree) to standard output.
+    Cat(cmd::cat::Args),
+    /// List the records of a segment file.
+    Dump(cmd::dump::Args),
+    /// Re-hash every stored block and report corrupt records.
+    #[command(alias = "fsck")]
+    Verify(cmd::verify::Args),
+    /// Show store statistics.
+    Info(cmd::info::Args),
+    /// Rebuild the index from the segment files.
+    Reindex(cmd::reindex::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            output::error_line(&e);
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = cmd::Context::new(&cli)?;
+    match &cli.command {
+        Command::Init(a) => cmd::init::run(&ctx, a),
+        Command::Save(a) => cmd::save::run(&ctx, a),
+        Command::Cat(a) => cmd::cat::run(&ctx, a),
+        Command::Dump(a) => cmd::dump::run(&ctx, a),
+        Command::Verify(a) => cmd::verify::run(&ctx, a),
+        Command::Info(a) => cmd::info::run(&ctx, a),
+        Command::Reindex(a) => cmd::reindex::run(&ctx, a),
+    }
+}
+
+/// The embedded default store location.
+pub fn default_store_dir() -> PathBuf {
+    let base = dirs::data_dir().unwrap_or_else(|| PathBuf::from(".local/share"));
+    base.join("vt").join("trove")
 }
