@@ -12,6 +12,7 @@ pub mod archive;
 pub mod block;
 pub mod codec;
 pub mod error;
+pub mod filecache;
 pub mod hash;
 pub mod store;
 pub mod timefmt;
