@@ -14,6 +14,7 @@ pub mod codec;
 pub mod error;
 pub mod filecache;
 pub mod hash;
+pub mod osmeta;
 pub mod store;
 pub mod timefmt;
 pub mod transcribe;

@@ -1,0 +1,254 @@
+//! Filesystem metadata as the operating system gives it, and applying it back on restore.
+
+use crate::error::{Error, IoContext, Result};
+use nix::sys::stat::{utimensat, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Group, Uid, User};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+/// Mode bits vt records: permissions plus setuid, setgid and sticky.
+pub const MODE_MASK: u32 = 0o7777;
+
+/// Metadata of one filesystem entry as read from the OS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OsMeta {
+    /// Permission bits incl. setuid (0o4000), setgid (0o2000), sticky (0o1000).
+    pub mode: u32,
+    /// Numeric owner.
+    pub uid: u32,
+    /// Numeric group.
+    pub gid: u32,
+    /// Owner name, when the system knows one.
+    pub user: Option<String>,
+    /// Group name, when the system knows one.
+    pub group: Option<String>,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// Extended attributes, name → value.
+    pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+/// Caches uid/gid ↔ name lookups, which are slow and repeat across a tree.
+#[derive(Debug, Default)]
+pub struct NameCache {
+    users: Mutex<HashMap<u32, Option<String>>>,
+    groups: Mutex<HashMap<u32, Option<String>>>,
+    uids: Mutex<HashMap<String, Option<u32>>>,
+    gids: Mutex<HashMap<String, Option<u32>>>,
+}
+
+impl NameCache {
+    /// The user name of `uid`, if any.
+    pub fn user(&self, uid: u32) -> Option<String> {
+        self.users
+            .lock()
+            .entry(uid)
+            .or_insert_with(|| {
+                User::from_uid(Uid::from_raw(uid))
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+            })
+            .clone()
+    }
+
+    /// The group name of `gid`, if any.
+    pub fn group(&self, gid: u32) -> Option<String> {
+        self.groups
+            .lock()
+            .entry(gid)
+            .or_insert_with(|| {
+                Group::from_gid(Gid::from_raw(gid))
+                    .ok()
+                    .flatten()
+                    .map(|g| g.name)
+            })
+            .clone()
+    }
+
+    /// The uid of user `name` on this system, if any.
+    pub fn uid(&self, name: &str) -> Option<u32> {
+        *self
+            .uids
+            .lock()
+            .entry(name.to_string())
+            .or_insert_with(|| User::from_name(name).ok().flatten().map(|u| u.uid.as_raw()))
+    }
+
+    /// The gid of group `name` on this system, if any.
+    pub fn gid(&self, name: &str) -> Option<u32> {
+        *self.gids.lock().entry(name.to_string()).or_insert_with(|| {
+            Group::from_name(name)
+                .ok()
+                .flatten()
+                .map(|g| g.gid.as_raw())
+        })
+    }
+}
+
+impl OsMeta {
+    /// Reads the metadata of `path` (already `lstat`ed into `m`), with xattrs when asked.
+    pub fn read(
+        path: &Path,
+        m: &std::fs::Metadata,
+        names: &NameCache,
+        with_xattrs: bool,
+    ) -> Result<Self> {
+        let xattrs = if with_xattrs {
+            read_xattrs(path)?
+        } else {
+            BTreeMap::new()
+        };
+        Ok(OsMeta {
+            mode: m.mode() & MODE_MASK,
+            uid: m.uid(),
+            gid: m.gid(),
+            user: names.user(m.uid()),
+            group: names.group(m.gid()),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            xattrs,
+        })
+    }
+}
+
+/// Reads every extended attribute of `path` (not following a final symlink).
+pub fn read_xattrs(path: &Path) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = BTreeMap::new();
+    let names = match xattr::list(path) {
+        Ok(n) => n,
+        Err(e) if is_unsupported(&e) => return Ok(out),
+        Err(e) => return Err(Error::io(format!("list xattrs of {}", path.display()), e)),
+    };
+    for name in names {
+        match xattr::get(path, &name) {
+            Ok(Some(v)) => {
+                out.insert(name.as_bytes().to_vec(), v);
+            }
+            Ok(None) => {}
+            Err(e) if is_unsupported(&e) => {}
+            Err(e) => return Err(Error::io(format!("read xattr of {}", path.display()), e)),
+        }
+    }
+    Ok(out)
+}
+
+fn is_unsupported(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOTSUP) | Some(libc::EPERM) | Some(libc::EACCES) | Some(libc::ENODATA)
+    ) || e.kind() == std::io::ErrorKind::NotFound
+}
+
+/// What to restore besides content and mode.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyOptions {
+    /// Set owner and group (meaningful when running as root).
+    pub owner: bool,
+    /// Set extended attributes.
+    pub xattrs: bool,
+}
+
+/// Applies `meta` to the entry at `path`. Returns warnings for what could not be applied
+/// but does not endanger the data (xattrs refused by the filesystem, unknown owners).
+///
+/// Fails on I/O errors setting mode or times.
+pub fn apply(
+    path: &Path,
+    meta: &OsMeta,
+    is_symlink: bool,
+    names: &NameCache,
+    opts: ApplyOptions,
+) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    if opts.owner {
+        let uid = meta
+            .user
+            .as_deref()
+            .and_then(|n| names.uid(n))
+            .unwrap_or(meta.uid);
+        let gid = meta
+            .group
+            .as_deref()
+            .and_then(|n| names.gid(n))
+            .unwrap_or(meta.gid);
+        if let Err(e) = std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
+            warnings.push(format!(
+                "{}: cannot set owner {uid}:{gid}: {e}",
+                path.display()
+            ));
+        }
+    }
+    if opts.xattrs {
+        for (k, v) in &meta.xattrs {
+            let name = std::ffi::OsStr::from_bytes_compat(k);
+            if let Err(e) = xattr::set(path, name, v) {
+                warnings.push(format!(
+                    "{}: cannot set xattr {}: {e}",
+                    path.display(),
+                    String::from_utf8_lossy(k)
+                ));
+            }
+        }
+    }
+    if !is_symlink {
+        // chmod after chown: chown clears setuid/setgid bits.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode & MODE_MASK))
+            .ctx(|| format!("chmod {}", path.display()))?;
+    }
+    set_mtime(path, meta.mtime_ns)?;
+    Ok(warnings)
+}
+
+/// Sets the modification (and access) time of `path` without following a final symlink.
+pub fn set_mtime(path: &Path, mtime_ns: i64) -> Result<()> {
+    let ts = TimeSpec::new(
+        mtime_ns.div_euclid(1_000_000_000),
+        mtime_ns.rem_euclid(1_000_000_000),
+    );
+    utimensat(nix::fcntl::AT_FDCWD, path, &ts, &ts, UtimensatFlags::NoFollowSymlink)
+        .map_err(|e| Error::io(format!("set times of {}", path.display()), e.into()))
+}
+
+trait OsStrCompat {
+    fn from_bytes_compat(b: &[u8]) -> &std::ffi::OsStr;
+}
+
+impl OsStrCompat for std::ffi::OsStr {
+    fn from_bytes_compat(b: &[u8]) -> &std::ffi::OsStr {
+        use std::os::unix::ffi::OsStrExt;
+        std::ffi::OsStr::from_bytes(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_apply_roundtrip() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        std::fs::write(&a, b"x").unwrap();
+        std::fs::write(&b, b"y").unwrap();
+        std::fs::set_permissions(&a, std::fs::Permissions::from_mode(0o4751)).unwrap();
+        set_mtime(&a, 1_600_000_000_123_456_789).unwrap();
+        let names = NameCache::default();
+        let _ = xattr::set(&a, "user.k", b"v\x00\xff");
+        let m = OsMeta::read(&a, &std::fs::symlink_metadata(&a).unwrap(), &names, true).unwrap();
+        assert_eq!(m.mode, 0o4751);
+        assert_eq!(m.mtime_ns, 1_600_000_000_123_456_789);
+        let opts = ApplyOptions {
+            owner: false,
+            xattrs: true,
+        };
+        let w = apply(&b, &m, false, &names, opts).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        let m2 = OsMeta::read(&b, &std::fs::symlink_metadata(&b).unwrap(), &names, true).unwrap();
+        assert_eq!(m, m2);
+    }
+}
