@@ -1,0 +1,178 @@
+//! Trees: packing directories into the store, restoring them, and browsing stored trees.
+
+mod meta;
+mod pack;
+mod restore;
+
+pub use meta::{dirent_meta, os_meta, SpecialKind};
+pub use pack::pack;
+pub use restore::{read_dir_entries, restore};
+
+use crate::blockify::BlockifyOptions;
+use crate::block::BlockRef;
+use crate::dir::{Dirent, DirentKind};
+use crate::error::{Error, Result};
+use crate::read;
+use crate::store::Store;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Options for packing and restoring trees.
+#[derive(Debug, Clone)]
+pub struct TreeOptions {
+    /// How file content is chunked and hashed.
+    pub blockify: BlockifyOptions,
+    /// Worker threads across files.
+    pub threads: usize,
+    /// Record and restore extended attributes.
+    pub xattrs: bool,
+    /// Do not descend into other filesystems while packing.
+    pub one_file_system: bool,
+    /// Restore owner and group (by name, else number); needs privileges.
+    pub restore_owner: bool,
+    /// Restore symlinks whose target lies outside the restored tree.
+    pub allow_outside_symlinks: bool,
+}
+
+impl Default for TreeOptions {
+    fn default() -> Self {
+        TreeOptions {
+            blockify: BlockifyOptions::default(),
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            xattrs: true,
+            one_file_system: false,
+            restore_owner: nix::unistd::geteuid().is_root(),
+            allow_outside_symlinks: false,
+        }
+    }
+}
+
+/// Counters a frontend polls to draw progress, plus collected warnings.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Files (and symlinks, special files) seen or restored.
+    pub files: AtomicU64,
+    /// Directories seen.
+    pub dirs: AtomicU64,
+    /// Files whose content came from the files cache.
+    pub cached_files: AtomicU64,
+    /// Content bytes processed so far.
+    pub bytes_done: AtomicU64,
+    /// Content bytes known so far.
+    pub bytes_total: AtomicU64,
+    warnings: Mutex<Vec<String>>,
+}
+
+impl Progress {
+    /// Records a warning (an entry skipped, metadata not applied).
+    pub fn warn(&self, msg: String) {
+        self.warnings.lock().push(msg);
+    }
+
+    /// Takes the warnings collected so far.
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock())
+    }
+
+    /// Reads a counter.
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// Calls `f` for each leaf of `block` in content order, with its bytes when the leaf
+/// is stored (hash) or literal; RLE and sub-block leaves get `None`.
+pub fn for_each_leaf(store: &dyn Store, block: &BlockRef, f: &mut dyn FnMut(&BlockRef, Option<&[u8]>) -> Result<()>) -> Result<()> {
+    match block {
+        BlockRef::Indirect { hash, span } => {
+            let data = store.get_required(hash)?;
+            let children = BlockRef::decode_all(&data)?;
+            let total: u64 = children.iter().map(BlockRef::span).sum();
+            if total != *span {
+                return Err(Error::corrupt(hash.to_string(), 0, format!("indirect block children span {total}, reference says {span}")));
+            }
+            for c in &children {
+                for_each_leaf(store, c, f)?;
+            }
+            Ok(())
+        }
+        BlockRef::Hash { hash, span } => {
+            let data = store.get_required(hash)?;
+            if data.len() as u64 != *span {
+                return Err(Error::corrupt(hash.to_string(), 0, format!("block has {} bytes, reference says {span}", data.len())));
+            }
+            f(block, Some(&data))
+        }
+        BlockRef::Literal(d) => f(block, Some(d)),
+        _ => f(block, None),
+    }
+}
+
+/// Resolves `subpath` (components separated by `/`) below the Dir dirent `root`.
+///
+/// Fails when a component is missing or a non-directory is traversed.
+pub fn resolve(store: &dyn Store, root: &Dirent, subpath: &str) -> Result<Dirent> {
+    let mut cur = root.clone();
+    for comp in subpath.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        if cur.kind != DirentKind::Dir {
+            return Err(Error::bad(format!("{subpath}: {} is not a directory", String::from_utf8_lossy(&cur.name))));
+        }
+        cur = read_dir_entries(store, &cur)?
+            .into_iter()
+            .find(|e| e.name == comp.as_bytes())
+            .ok_or_else(|| Error::bad(format!("{subpath}: no entry {comp:?}")))?;
+    }
+    Ok(cur)
+}
+
+/// Totals of a stored tree.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TreeStats {
+    /// Regular files (hard links counted once per name).
+    pub files: u64,
+    /// Directories, the root included.
+    pub dirs: u64,
+    /// Symlinks.
+    pub symlinks: u64,
+    /// Content bytes of regular files.
+    pub bytes: u64,
+}
+
+/// Walks a stored tree and counts its entries.
+pub fn stats(store: &dyn Store, d: &Dirent) -> Result<TreeStats> {
+    let mut s = TreeStats::default();
+    count(store, d, &mut s)?;
+    Ok(s)
+}
+
+fn count(store: &dyn Store, d: &Dirent, s: &mut TreeStats) -> Result<()> {
+    match d.kind {
+        DirentKind::Dir => {
+            s.dirs += 1;
+            for c in read_dir_entries(store, d)? {
+                count(store, &c, s)?;
+            }
+        }
+        DirentKind::File | DirentKind::Indirect => {
+            s.files += 1;
+            s.bytes += d.block.as_ref().map_or(0, BlockRef::span);
+        }
+        DirentKind::Symlink => s.symlinks += 1,
+    }
+    Ok(())
+}
+
+/// Checks that every block of the tree is present, marking complete indirect blocks.
+pub fn check_present(store: &dyn Store, d: &Dirent) -> Result<()> {
+    if let Some(b) = &d.block {
+        if !read::ensure_complete(store, b)? {
+            return Err(Error::bad(format!("{}: blocks of the tree are missing", String::from_utf8_lossy(&d.name))));
+        }
+    }
+    if d.kind == DirentKind::Dir {
+        for c in read_dir_entries(store, d)? {
+            check_present(store, &c)?;
+        }
+    }
+    Ok(())
+}
