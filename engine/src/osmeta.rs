@@ -17,10 +17,10 @@ pub const MODE_MASK: u32 = 0o7777;
 pub struct OsMeta {
     /// Permission bits incl. setuid (0o4000), setgid (0o2000), sticky (0o1000).
     pub mode: u32,
-    /// Numeric owner.
-    pub uid: u32,
-    /// Numeric group.
-    pub gid: u32,
+    /// Numeric owner, when known.
+    pub uid: Option<u32>,
+    /// Numeric group, when known.
+    pub gid: Option<u32>,
     /// Owner name, when the system knows one.
     pub user: Option<String>,
     /// Group name, when the system knows one.
@@ -104,8 +104,8 @@ impl OsMeta {
         };
         Ok(OsMeta {
             mode: m.mode() & MODE_MASK,
-            uid: m.uid(),
-            gid: m.gid(),
+            uid: Some(m.uid()),
+            gid: Some(m.gid()),
             user: names.user(m.uid()),
             group: names.group(m.gid()),
             mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),

@@ -4,10 +4,11 @@ use super::meta::{dirent_meta, special_meta, SpecialKind};
 use super::{Progress, TreeOptions};
 use crate::blockify::{blockify_bytes, blockify_reader, BlockifyOptions};
 use crate::block::BlockRef;
-use crate::dir::{self, Dirent, DirentKind};
+use crate::dir::{self, Dirent};
 use crate::error::{Error, IoContext, Result};
 use crate::filecache::{FileCache, FileStamp};
 use crate::osmeta::{NameCache, OsMeta};
+use uuid::Uuid;
 use crate::store::Store;
 use std::collections::HashMap;
 use std::fs::Metadata;
@@ -23,8 +24,8 @@ const SMALL_FILE: u64 = 4 << 20;
 /// A walked entry, before its content is stored.
 #[derive(Debug)]
 enum Node {
-    File { name: Vec<u8>, meta: OsMeta, job: usize, uuid: Option<[u8; 16]> },
-    HardLink { name: Vec<u8>, meta: OsMeta, uuid: [u8; 16] },
+    File { name: Vec<u8>, meta: OsMeta, job: usize, uuid: Option<Uuid> },
+    HardLink { name: Vec<u8>, meta: OsMeta, uuid: Uuid },
     Dir { name: Vec<u8>, meta: OsMeta, children: Vec<Node> },
     Symlink { name: Vec<u8>, meta: OsMeta, target: Vec<u8> },
     Special { name: Vec<u8>, meta: OsMeta, kind: SpecialKind, rdev: u64 },
@@ -43,7 +44,7 @@ struct Walker<'a> {
     progress: &'a Progress,
     names: NameCache,
     jobs: Vec<FileJob>,
-    links: HashMap<(u64, u64), [u8; 16]>,
+    links: HashMap<(u64, u64), Uuid>,
     root_dev: u64,
 }
 
@@ -126,7 +127,7 @@ impl Walker<'_> {
             if let Some(u) = self.links.get(&(m.dev(), m.ino())) {
                 return Node::HardLink { name, meta, uuid: *u };
             }
-            let u = *uuid::Uuid::new_v4().as_bytes();
+            let u = Uuid::new_v4();
             self.links.insert((m.dev(), m.ino()), u);
             uuid = Some(u);
         }
@@ -218,24 +219,25 @@ impl std::io::Read for CountingReader<'_> {
 fn build(store: &dyn Store, node: Node, blocks: &[BlockRef], opts: &TreeOptions) -> Result<Dirent> {
     Ok(match node {
         Node::File { name, meta, job, uuid } => {
-            let mut d = Dirent::new(DirentKind::File, name, dirent_meta(&meta));
-            d.block = Some(blocks[job].clone());
+            let mut d = Dirent::file(&name, blocks[job].clone());
+            d.meta = dirent_meta(&meta);
             d.uuid = uuid;
             d
         }
         Node::HardLink { name, meta, uuid } => {
-            let mut d = Dirent::new(DirentKind::Indirect, name, dirent_meta(&meta));
-            d.uuid = Some(uuid);
+            let mut d = Dirent::indirect(&name, uuid);
+            d.meta = dirent_meta(&meta);
             d
         }
         Node::Symlink { name, meta, target } => {
-            let mut m = dirent_meta(&meta);
-            m.set_symlink_target(&target);
-            Dirent::new(DirentKind::Symlink, name, m)
+            let mut d = Dirent::symlink(&name, &target);
+            d.meta = dirent_meta(&meta);
+            d.meta.pathref = Some(target);
+            d
         }
         Node::Special { name, meta, kind, rdev } => {
-            let mut d = Dirent::new(DirentKind::File, name, special_meta(&meta, kind, rdev));
-            d.block = Some(BlockRef::empty());
+            let mut d = Dirent::file(&name, BlockRef::empty());
+            d.meta = special_meta(&meta, kind, rdev);
             d
         }
         Node::Dir { name, meta, children } => {
@@ -245,8 +247,8 @@ fn build(store: &dyn Store, node: Node, blocks: &[BlockRef], opts: &TreeOptions)
                 .collect::<Result<Vec<_>>>()?;
             let content = dir::encode_entries(&entries)?;
             let bopts = BlockifyOptions { threads: 1, ..opts.blockify.clone() };
-            let mut d = Dirent::new(DirentKind::Dir, name, dirent_meta(&meta));
-            d.block = Some(blockify_bytes(&content, store, &bopts)?);
+            let mut d = Dirent::dir(&name, blockify_bytes(&content, store, &bopts)?);
+            d.meta = dirent_meta(&meta);
             d
         }
     })

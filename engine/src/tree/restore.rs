@@ -15,6 +15,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::osmeta::{self, ApplyOptions, NameCache, OsMeta};
 use crate::read;
 use crate::store::Store;
+use uuid::Uuid;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io::{Seek, SeekFrom, Write};
@@ -30,7 +31,7 @@ const HOLE_MIN: u64 = 4096;
 #[derive(Default)]
 struct Plan {
     files: Vec<(PathBuf, Dirent)>,
-    links: Vec<(PathBuf, [u8; 16])>,
+    links: Vec<(PathBuf, Uuid)>,
     /// Directories with their metadata, parents before children.
     dirs: Vec<(PathBuf, OsMeta)>,
     symlinks: Vec<(PathBuf, OsMeta)>,
@@ -77,7 +78,7 @@ fn create_entry(store: &dyn Store, d: &Dirent, path: &Path, top: &Path, opts: &T
     match d.kind {
         DirentKind::Dir => {
             std::fs::create_dir(path).ctx(|| format!("mkdir {}", path.display()))?;
-            plan.dirs.push((path.to_path_buf(), os_meta(&d.meta)));
+            plan.dirs.push((path.to_path_buf(), os_meta(&d.meta, 0o755)));
             let children = read_dir_entries(store, d)?;
             for c in &children {
                 let p = path.join(OsStr::from_bytes(&c.name));
@@ -86,8 +87,8 @@ fn create_entry(store: &dyn Store, d: &Dirent, path: &Path, top: &Path, opts: &T
         }
         DirentKind::Symlink => {
             let target = d
-                .meta
                 .symlink_target()
+                .map(<[u8]>::to_vec)
                 .ok_or_else(|| Error::bad(format!("{}: symlink without a target", path.display())))?;
             if !opts.allow_outside_symlinks && leads_outside(path, top, &target) {
                 return Err(Error::bad(format!(
@@ -98,7 +99,7 @@ fn create_entry(store: &dyn Store, d: &Dirent, path: &Path, top: &Path, opts: &T
             }
             std::os::unix::fs::symlink(OsStr::from_bytes(&target), path)
                 .ctx(|| format!("symlink {}", path.display()))?;
-            plan.symlinks.push((path.to_path_buf(), os_meta(&d.meta)));
+            plan.symlinks.push((path.to_path_buf(), os_meta(&d.meta, 0o777)));
         }
         DirentKind::Indirect => {
             let uuid = d
@@ -107,7 +108,7 @@ fn create_entry(store: &dyn Store, d: &Dirent, path: &Path, top: &Path, opts: &T
             plan.links.push((path.to_path_buf(), uuid));
         }
         DirentKind::File => match special_of(&d.meta) {
-            Some((kind, rdev)) => make_special(path, kind, rdev, &os_meta(&d.meta), plan)?,
+            Some((kind, rdev)) => make_special(path, kind, rdev, &os_meta(&d.meta, 0o644), plan)?,
             None => plan.files.push((path.to_path_buf(), d.clone())),
         },
     }
@@ -172,7 +173,7 @@ fn make_special(path: &Path, kind: SpecialKind, rdev: u64, meta: &OsMeta, plan: 
 }
 
 /// Writes regular files on `opts.threads` workers; returns UUID → path for hard links.
-fn write_files(store: &dyn Store, files: &[(PathBuf, Dirent)], names: &NameCache, apply: ApplyOptions, opts: &TreeOptions, progress: &Progress) -> Result<HashMap<[u8; 16], PathBuf>> {
+fn write_files(store: &dyn Store, files: &[(PathBuf, Dirent)], names: &NameCache, apply: ApplyOptions, opts: &TreeOptions, progress: &Progress) -> Result<HashMap<Uuid, PathBuf>> {
     let next = AtomicUsize::new(0);
     let first_error: OnceLock<Error> = OnceLock::new();
     std::thread::scope(|s| {
@@ -184,7 +185,7 @@ fn write_files(store: &dyn Store, files: &[(PathBuf, Dirent)], names: &NameCache
                 }
                 let (path, d) = &files[i];
                 let r = write_file(store, path, d, progress)
-                    .and_then(|_| osmeta::apply(path, &os_meta(&d.meta), false, names, apply));
+                    .and_then(|_| osmeta::apply(path, &os_meta(&d.meta, 0o644), false, names, apply));
                 match r {
                     Ok(w) => warn_all(progress, w),
                     Err(e) => {
