@@ -38,8 +38,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Up to `limit` hashcodes in ascending order, starting at `start`
     /// (inclusive, or exclusive when `after`), or from the lowest when `start` is `None`.
-    fn hashcodes(&self, start: Option<&HashCode>, after: bool, limit: usize)
-        -> Result<Vec<HashCode>>;
+    fn hashcodes(
+        &self,
+        start: Option<&HashCode>,
+        after: bool,
+        limit: usize,
+    ) -> Result<Vec<HashCode>>;
 
     /// Number of distinct blocks stored.
     fn len(&self) -> Result<u64>;
@@ -84,7 +88,12 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn flush(&self) -> Result<()> {
         (**self).flush()
     }
-    fn hashcodes(&self, start: Option<&HashCode>, after: bool, limit: usize) -> Result<Vec<HashCode>> {
+    fn hashcodes(
+        &self,
+        start: Option<&HashCode>,
+        after: bool,
+        limit: usize,
+    ) -> Result<Vec<HashCode>> {
         (**self).hashcodes(start, after, limit)
     }
     fn len(&self) -> Result<u64> {
