@@ -10,12 +10,14 @@
 
 pub mod block;
 pub mod codec;
+pub mod dir;
 pub mod error;
 pub mod hash;
 pub mod store;
 pub mod transcribe;
 
 pub use block::BlockRef;
+pub use dir::{Dirent, DirentKind, Meta};
 pub use error::{Error, Result};
 pub use hash::{HashAlg, HashCode};
 pub use store::Store;

@@ -510,7 +510,7 @@ impl FromStr for BlockRef {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
