@@ -78,6 +78,29 @@ pub enum Owner {
     Id(u32),
 }
 
+impl Owner {
+    /// The owner to store for id `id` whose name (if the system knows one) is
+    /// `name`: the name, else the number — cs.vt's "name with numeric fallback".
+    /// A name that is empty or all digits would read back as a number, so the
+    /// number is stored instead.
+    pub fn from_id(id: u32, name: Option<&str>) -> Owner {
+        match name {
+            Some(n) if !n.is_empty() && !n.bytes().all(|b| b.is_ascii_digit()) => {
+                Owner::Name(n.to_owned())
+            }
+            _ => Owner::Id(id),
+        }
+    }
+
+    /// The numeric id: the stored number, or `lookup(name)` for a name.
+    pub fn resolve(&self, lookup: impl FnOnce(&str) -> Option<u32>) -> Option<u32> {
+        match self {
+            Owner::Id(n) => Some(*n),
+            Owner::Name(s) => lookup(s),
+        }
+    }
+}
+
 /// Metadata of a dirent. Every field is optional; [`Meta::default`] is empty.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Meta {
@@ -563,6 +586,9 @@ pub fn parse_time(t: &str) -> Result<i128> {
     }
     let digits = format!("{ip}{fp}");
     let digits = digits.trim_start_matches('0');
+    if digits.is_empty() {
+        return Ok(0);
+    }
     // value in ns = digits × 10^shift
     let shift = i64::from(exp) + 9 - fp.len() as i64;
     let (kept, dropped_nonzero) = if shift >= 0 {
@@ -667,6 +693,8 @@ pub(crate) mod tests {
         assert_eq!(parse_time("0.0000000015").unwrap(), 1);
         assert_eq!(parse_time("-0.0000000015").unwrap(), -2);
         assert_eq!(fixed_time(-1_500_000_000), "-1.500000");
+        assert_eq!(parse_time("0e999999").unwrap(), 0);
+        assert_eq!(parse_time("-0.0").unwrap(), 0);
         for t in [
             "nan",
             "inf",
@@ -693,6 +721,17 @@ pub(crate) mod tests {
         };
         assert_eq!(m.to_text(), r#"{"u":"a b"}"#);
         assert_eq!(m.to_string(), r#"M{u:"a\u0020b"}"#);
+    }
+
+    #[test]
+    fn owner_from_id_falls_back_to_number() {
+        assert_eq!(Owner::from_id(5, Some("bob")), Owner::Name("bob".into()));
+        assert_eq!(Owner::from_id(5, None), Owner::Id(5));
+        assert_eq!(Owner::from_id(5, Some("123")), Owner::Id(5));
+        assert_eq!(
+            Owner::Name("bob".into()).resolve(|n| (n == "bob").then_some(7)),
+            Some(7)
+        );
     }
 
     fn arb_owner() -> impl Strategy<Value = Owner> {
