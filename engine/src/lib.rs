@@ -11,6 +11,7 @@
 pub mod archive;
 pub mod block;
 pub mod codec;
+pub mod dir;
 pub mod error;
 pub mod filecache;
 pub mod hash;
@@ -20,6 +21,7 @@ pub mod timefmt;
 pub mod transcribe;
 
 pub use block::BlockRef;
+pub use dir::{Dirent, DirentKind, Meta};
 pub use error::{Error, Result};
 pub use hash::{HashAlg, HashCode};
 pub use store::Store;
