@@ -165,21 +165,13 @@ pub fn apply(
 ) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
     if opts.owner {
-        let uid = meta
-            .user
-            .as_deref()
-            .and_then(|n| names.uid(n))
-            .unwrap_or(meta.uid);
-        let gid = meta
-            .group
-            .as_deref()
-            .and_then(|n| names.gid(n))
-            .unwrap_or(meta.gid);
-        if let Err(e) = std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
-            warnings.push(format!(
-                "{}: cannot set owner {uid}:{gid}: {e}",
-                path.display()
-            ));
+        // A name known here wins; else the recorded number; else leave it unchanged.
+        let uid = meta.user.as_deref().and_then(|n| names.uid(n)).or(meta.uid);
+        let gid = meta.group.as_deref().and_then(|n| names.gid(n)).or(meta.gid);
+        if uid.is_some() || gid.is_some() {
+            if let Err(e) = std::os::unix::fs::lchown(path, uid, gid) {
+                warnings.push(format!("{}: cannot set owner {uid:?}:{gid:?}: {e}", path.display()));
+            }
         }
     }
     if opts.xattrs {
