@@ -111,9 +111,16 @@ impl BlockRef {
             return Ok(self.clone());
         }
         Ok(match self {
-            BlockRef::Rle { octet, .. } => BlockRef::Rle { span, octet: *octet },
-            BlockRef::Literal(d) => BlockRef::literal(&d[offset as usize..(offset + span) as usize]),
-            BlockRef::Sub { block, offset: o, .. } => BlockRef::Sub {
+            BlockRef::Rle { octet, .. } => BlockRef::Rle {
+                span,
+                octet: *octet,
+            },
+            BlockRef::Literal(d) => {
+                BlockRef::literal(&d[offset as usize..(offset + span) as usize])
+            }
+            BlockRef::Sub {
+                block, offset: o, ..
+            } => BlockRef::Sub {
                 block: block.clone(),
                 offset: o + offset,
                 span,
@@ -147,7 +154,11 @@ impl BlockRef {
                 put_bsuint(out, T_LITERAL);
                 out.extend_from_slice(d);
             }
-            BlockRef::Sub { block, offset, span } => {
+            BlockRef::Sub {
+                block,
+                offset,
+                span,
+            } => {
                 put_bsuint(out, F_TYPED);
                 put_bsuint(out, *span);
                 put_bsuint(out, T_SUBBLOCK);
@@ -183,7 +194,10 @@ impl BlockRef {
         let mut r = Reader::new(buf);
         let b = Self::decode_from(&mut r)?;
         if !r.is_empty() {
-            return Err(Error::bad(format!("{} trailing bytes after block record", r.remaining())));
+            return Err(Error::bad(format!(
+                "{} trailing bytes after block record",
+                r.remaining()
+            )));
         }
         Ok(b)
     }
@@ -206,10 +220,16 @@ impl BlockRef {
         let mut b = Reader::new(body);
         let flags = b.bsuint()?;
         if flags & !(F_INDIRECT | F_TYPED | F_TYPE_FLAGS) != 0 {
-            return Err(Error::bad(format!("block record has unknown flags {flags:#x}")));
+            return Err(Error::bad(format!(
+                "block record has unknown flags {flags:#x}"
+            )));
         }
         let span = b.bsuint()?;
-        let typ = if flags & F_TYPED != 0 { b.bsuint()? } else { T_HASHCODE };
+        let typ = if flags & F_TYPED != 0 {
+            b.bsuint()?
+        } else {
+            T_HASHCODE
+        };
         if flags & F_TYPE_FLAGS != 0 && b.bsuint()? != 0 {
             return Err(Error::bad("block record has non-zero type flags"));
         }
@@ -227,7 +247,10 @@ impl BlockRef {
                     BlockRef::Hash { hash, span }
                 })
             }
-            T_RLE => Ok(BlockRef::Rle { span, octet: b.u8()? }),
+            T_RLE => Ok(BlockRef::Rle {
+                span,
+                octet: b.u8()?,
+            }),
             T_LITERAL => {
                 let n = usize::try_from(span).map_err(|_| Error::bad("literal span too large"))?;
                 Ok(BlockRef::literal(b.take(n)?))
@@ -243,7 +266,9 @@ impl BlockRef {
                 }
                 // cs.vt flattens nested sub-blocks on decode; so do we.
                 Ok(match sup {
-                    BlockRef::Sub { block, offset: o, .. } => BlockRef::Sub {
+                    BlockRef::Sub {
+                        block, offset: o, ..
+                    } => BlockRef::Sub {
                         block,
                         offset: o + offset,
                         span,

@@ -133,7 +133,9 @@ impl<'a> Reader<'a> {
         loop {
             let b = self.u8()?;
             if n > (u64::MAX >> 7) {
-                return Err(Error::bad(format!("BSUInt at offset {start} overflows 64 bits")));
+                return Err(Error::bad(format!(
+                    "BSUInt at offset {start} overflows 64 bits"
+                )));
             }
             n = (n << 7) | u64::from(b & 0x7f);
             if b & 0x80 == 0 {
@@ -165,7 +167,8 @@ impl<'a> Reader<'a> {
     pub fn bsstring(&mut self) -> Result<&'a str> {
         let at = self.pos;
         let b = self.bsdata()?;
-        std::str::from_utf8(b).map_err(|_| Error::bad(format!("BSString at offset {at} is not UTF-8")))
+        std::str::from_utf8(b)
+            .map_err(|_| Error::bad(format!("BSString at offset {at} is not UTF-8")))
     }
 
     /// Reads a BSSFloat.
@@ -192,7 +195,13 @@ mod tests {
 
     #[test]
     fn bsuint_documented_vectors() {
-        for (n, hex) in [(0u64, "00"), (127, "7f"), (128, "8100"), (16383, "ff7f"), (16384, "818000")] {
+        for (n, hex) in [
+            (0u64, "00"),
+            (127, "7f"),
+            (128, "8100"),
+            (16383, "ff7f"),
+            (16384, "818000"),
+        ] {
             let mut v = Vec::new();
             put_bsuint(&mut v, n);
             assert_eq!(hex_of(&v), hex, "{n}");

@@ -79,7 +79,10 @@ impl HashAlg {
                 d[..20].copy_from_slice(&sha1::Sha1::digest(data));
             }
         }
-        HashCode { alg: self, digest: d }
+        HashCode {
+            alg: self,
+            digest: d,
+        }
     }
 }
 

@@ -9,9 +9,12 @@
 #![warn(missing_docs)]
 
 pub mod block;
+pub mod blockify;
+pub mod chunk;
 pub mod codec;
 pub mod error;
 pub mod hash;
+pub mod read;
 pub mod store;
 pub mod transcribe;
 

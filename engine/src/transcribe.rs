@@ -10,7 +10,11 @@ impl fmt::Display for BlockRef {
             BlockRef::Indirect { hash, span } => write!(f, "I{{hash:{hash},span:{span}}}"),
             BlockRef::Rle { span, octet } => write!(f, "RLE{{span:{span},octet:{octet}}}"),
             BlockRef::Literal(d) => write!(f, "LB{{{}}}", crate::hash::hex(d)),
-            BlockRef::Sub { block, offset, span } => {
+            BlockRef::Sub {
+                block,
+                offset,
+                span,
+            } => {
                 write!(f, "SubB{{block:{block},offset:{offset},span:{span}}}")
             }
         }

@@ -7,6 +7,10 @@
 //!   (for persistent stores) and visible to other handles;
 //! - a store is `Send + Sync` and may be used from many threads at once.
 
+pub mod memory;
+
+pub use memory::MemoryStore;
+
 use crate::error::{Error, Result};
 use crate::hash::{HashAlg, HashCode};
 
@@ -38,8 +42,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Up to `limit` hashcodes in ascending order, starting at `start`
     /// (inclusive, or exclusive when `after`), or from the lowest when `start` is `None`.
-    fn hashcodes(&self, start: Option<&HashCode>, after: bool, limit: usize)
-        -> Result<Vec<HashCode>>;
+    fn hashcodes(
+        &self,
+        start: Option<&HashCode>,
+        after: bool,
+        limit: usize,
+    ) -> Result<Vec<HashCode>>;
 
     /// Number of distinct blocks stored.
     fn len(&self) -> Result<u64>;
@@ -84,7 +92,12 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn flush(&self) -> Result<()> {
         (**self).flush()
     }
-    fn hashcodes(&self, start: Option<&HashCode>, after: bool, limit: usize) -> Result<Vec<HashCode>> {
+    fn hashcodes(
+        &self,
+        start: Option<&HashCode>,
+        after: bool,
+        limit: usize,
+    ) -> Result<Vec<HashCode>> {
         (**self).hashcodes(start, after, limit)
     }
     fn len(&self) -> Result<u64> {
