@@ -10,12 +10,15 @@
 
 pub mod archive;
 pub mod block;
+pub mod blockify;
+pub mod chunk;
 pub mod codec;
 pub mod dir;
 pub mod error;
 pub mod filecache;
 pub mod hash;
 pub mod osmeta;
+pub mod read;
 pub mod store;
 pub mod timefmt;
 pub mod transcribe;

@@ -7,6 +7,10 @@
 //!   (for persistent stores) and visible to other handles;
 //! - a store is `Send + Sync` and may be used from many threads at once.
 
+pub mod memory;
+
+pub use memory::MemoryStore;
+
 use crate::error::{Error, Result};
 use crate::hash::{HashAlg, HashCode};
 

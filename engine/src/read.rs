@@ -1,0 +1,588 @@
+//! Reading a [`BlockRef`]'s content back through a [`Store`]: whole, by range,
+//! streaming ([`BlockReader`]) or written out with parallel prefetch ([`write_to`]).
+//!
+//! Every fetched block is checked against the span its reference claims: a stored
+//! block of the wrong length, or an indirect block whose children's spans do not
+//! add up, is [`Error::Corrupt`]; a missing block is [`Error::NotFound`].
+
+use crate::block::BlockRef;
+use crate::error::{Error, IoContext, Result};
+use crate::hash::HashCode;
+use crate::store::Store;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::sync::Arc;
+
+/// Deepest indirect nesting accepted; real trees are a handful of levels deep.
+pub const MAX_TREE_DEPTH: usize = 48;
+
+/// Ranges at least this long are written with parallel prefetch.
+const PARALLEL_MIN: u64 = 1 << 20;
+
+/// Leaves fetched ahead of the writer in [`write_to`].
+const PREFETCH_WINDOW: usize = 8;
+
+/// Threads fetching leaves in [`write_to`].
+const FETCH_THREADS: usize = 2;
+
+/// A stored leaf block, checked to hold exactly `span` bytes.
+///
+/// Fails with [`Error::NotFound`] when absent, [`Error::Corrupt`] on a length mismatch.
+pub fn fetch_leaf(store: &dyn Store, hash: &HashCode, span: u64) -> Result<Vec<u8>> {
+    let data = store.get_required(hash)?;
+    if data.len() as u64 != span {
+        return Err(Error::corrupt(
+            hash.to_string(),
+            0,
+            format!(
+                "block holds {} bytes, its reference says {span}",
+                data.len()
+            ),
+        ));
+    }
+    Ok(data)
+}
+
+/// The children of an indirect block, checked to add up to `span`.
+///
+/// Fails with [`Error::NotFound`] when absent, [`Error::Corrupt`] when the block
+/// does not decode or its children's spans do not total `span`.
+pub fn fetch_children(store: &dyn Store, hash: &HashCode, span: u64) -> Result<Vec<BlockRef>> {
+    let data = store.get_required(hash)?;
+    let children = BlockRef::decode_all(&data)
+        .map_err(|e| Error::corrupt(hash.to_string(), 0, format!("indirect block: {e}")))?;
+    let total = children
+        .iter()
+        .try_fold(0u64, |acc, c| acc.checked_add(c.span()));
+    if total != Some(span) {
+        return Err(Error::corrupt(
+            hash.to_string(),
+            0,
+            format!("indirect block children total {total:?} bytes, its reference says {span}"),
+        ));
+    }
+    Ok(children)
+}
+
+/// The whole content of `r`. Fails as [`write_to`] does.
+pub fn read_all(store: &dyn Store, r: &BlockRef) -> Result<Vec<u8>> {
+    read_range(store, r, 0, r.span())
+}
+
+/// Up to `len` bytes of `r`'s content from `offset`, fetching only the leaves that
+/// overlap the range. Like `pread`, the range is clipped to the content's end.
+///
+/// Fails with [`Error::NotFound`] for a missing block or [`Error::Corrupt`] for one
+/// that does not match its reference.
+pub fn read_range(store: &dyn Store, r: &BlockRef, offset: u64, len: u64) -> Result<Vec<u8>> {
+    let (start, end) = clip(r, offset, len);
+    // A hostile reference may claim an absurd span: grow as data arrives.
+    let mut out = Vec::with_capacity((end - start).min(64 << 20) as usize);
+    write_range_to(store, r, start, end - start, &mut out)?;
+    Ok(out)
+}
+
+/// Writes the whole content of `r` to `w`, returning the bytes written.
+///
+/// Large contents are fetched by background threads a few leaves ahead, so fetching
+/// (and decompressing) leaf N+1 overlaps writing leaf N. Fails on a missing or
+/// corrupt block, or when `w` fails.
+pub fn write_to<W: Write + ?Sized>(store: &dyn Store, r: &BlockRef, w: &mut W) -> Result<u64> {
+    write_range_to(store, r, 0, r.span(), w)
+}
+
+/// Writes up to `len` bytes of `r`'s content from `offset` to `w`; see [`write_to`].
+pub fn write_range_to<W: Write + ?Sized>(
+    store: &dyn Store,
+    r: &BlockRef,
+    offset: u64,
+    len: u64,
+    w: &mut W,
+) -> Result<u64> {
+    let (start, end) = clip(r, offset, len);
+    if end - start < PARALLEL_MIN || !matches!(r, BlockRef::Indirect { .. } | BlockRef::Sub { .. })
+    {
+        let mut written = 0;
+        walk(store, r, start, end, 0, &mut |piece| {
+            written += write_piece(store, &piece, w)?;
+            Ok(())
+        })?;
+        return Ok(written);
+    }
+    write_parallel(store, r, start, end, w)
+}
+
+/// `[offset, offset + len)` clipped to `r`'s content.
+fn clip(r: &BlockRef, offset: u64, len: u64) -> (u64, u64) {
+    let span = r.span();
+    let start = offset.min(span);
+    (start, start.saturating_add(len).min(span))
+}
+
+/// The part `[off, off + len)` of one leaf.
+#[derive(Debug)]
+enum Piece {
+    Stored {
+        hash: HashCode,
+        span: u64,
+        off: u64,
+        len: u64,
+    },
+    Fill {
+        octet: u8,
+        len: u64,
+    },
+    Literal {
+        data: Arc<[u8]>,
+        off: u64,
+        len: u64,
+    },
+}
+
+/// Calls `f` with the leaf pieces covering `[start, end)` of `r`, in order.
+fn walk(
+    store: &dyn Store,
+    r: &BlockRef,
+    start: u64,
+    end: u64,
+    depth: usize,
+    f: &mut dyn FnMut(Piece) -> Result<()>,
+) -> Result<()> {
+    if start >= end {
+        return Ok(());
+    }
+    if depth > MAX_TREE_DEPTH {
+        return Err(Error::corrupt(
+            format!("{r}"),
+            0,
+            "block tree nests too deeply",
+        ));
+    }
+    let len = end - start;
+    match r {
+        BlockRef::Hash { hash, span } => f(Piece::Stored {
+            hash: *hash,
+            span: *span,
+            off: start,
+            len,
+        }),
+        BlockRef::Rle { octet, .. } => f(Piece::Fill { octet: *octet, len }),
+        BlockRef::Literal(d) => f(Piece::Literal {
+            data: d.clone(),
+            off: start,
+            len,
+        }),
+        BlockRef::Sub { block, offset, .. } => {
+            walk(store, block, offset + start, offset + end, depth + 1, f)
+        }
+        BlockRef::Indirect { hash, span } => {
+            let mut base = 0u64;
+            for child in fetch_children(store, hash, *span)? {
+                let (cs, ce) = (base, base + child.span());
+                base = ce;
+                if ce <= start || cs == ce {
+                    continue;
+                }
+                if cs >= end {
+                    break;
+                }
+                walk(
+                    store,
+                    &child,
+                    start.max(cs) - cs,
+                    end.min(ce) - cs,
+                    depth + 1,
+                    f,
+                )?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The bytes of a piece that are not a fill.
+fn piece_bytes(store: &dyn Store, piece: &Piece) -> Result<Vec<u8>> {
+    match piece {
+        Piece::Stored {
+            hash,
+            span,
+            off,
+            len,
+        } => {
+            let mut data = fetch_leaf(store, hash, *span)?;
+            if *off == 0 && *len == *span {
+                return Ok(data);
+            }
+            data.truncate((off + len) as usize);
+            data.drain(..*off as usize);
+            Ok(data)
+        }
+        Piece::Literal { data, off, len } => Ok(data[*off as usize..(off + len) as usize].to_vec()),
+        Piece::Fill { octet, len } => Ok(vec![*octet; *len as usize]),
+    }
+}
+
+fn write_fill<W: Write + ?Sized>(octet: u8, mut len: u64, w: &mut W) -> Result<u64> {
+    let buf = [octet; 64 << 10];
+    let total = len;
+    while len > 0 {
+        let n = len.min(buf.len() as u64) as usize;
+        w.write_all(&buf[..n])
+            .ctx(|| "writing block content".to_string())?;
+        len -= n as u64;
+    }
+    Ok(total)
+}
+
+fn write_piece<W: Write + ?Sized>(store: &dyn Store, piece: &Piece, w: &mut W) -> Result<u64> {
+    if let Piece::Fill { octet, len } = piece {
+        return write_fill(*octet, *len, w);
+    }
+    let data = piece_bytes(store, piece)?;
+    w.write_all(&data)
+        .ctx(|| "writing block content".to_string())?;
+    Ok(data.len() as u64)
+}
+
+/// What a fetch thread hands back to the writer.
+enum Fetched {
+    Bytes(Vec<u8>),
+    Fill { octet: u8, len: u64 },
+}
+
+type Job = (u64, Result<Piece>);
+type Done = (u64, Result<Fetched>);
+
+/// [`write_range_to`] with a tree-walking thread, fetch threads and the calling
+/// thread writing pieces in order; `credits` keeps the walker a bounded window ahead.
+fn write_parallel<W: Write + ?Sized>(
+    store: &dyn Store,
+    r: &BlockRef,
+    start: u64,
+    end: u64,
+    w: &mut W,
+) -> Result<u64> {
+    let (job_tx, job_rx) = bounded::<Job>(PREFETCH_WINDOW);
+    let (done_tx, done_rx) = bounded::<Done>(PREFETCH_WINDOW);
+    let (credit_tx, credit_rx) = bounded::<()>(PREFETCH_WINDOW);
+    for _ in 0..PREFETCH_WINDOW {
+        let _ = credit_tx.send(());
+    }
+    std::thread::scope(|s| {
+        s.spawn(move || walk_jobs(store, r, start, end, &job_tx, &credit_rx));
+        for _ in 0..FETCH_THREADS {
+            let (rx, tx) = (job_rx.clone(), done_tx.clone());
+            s.spawn(move || fetch_jobs(store, &rx, &tx));
+        }
+        drop((job_rx, done_tx));
+        write_in_order(&done_rx, &credit_tx, w)
+    })
+}
+
+fn walk_jobs(
+    store: &dyn Store,
+    r: &BlockRef,
+    start: u64,
+    end: u64,
+    tx: &Sender<Job>,
+    credits: &Receiver<()>,
+) {
+    let mut seq = 0;
+    let walked = walk(store, r, start, end, 0, &mut |piece| {
+        credits.recv().map_err(|_| Error::Closed)?;
+        tx.send((seq, Ok(piece))).map_err(|_| Error::Closed)?;
+        seq += 1;
+        Ok(())
+    });
+    if let Err(e) = walked {
+        // The writer reports the error after writing everything before it.
+        let _ = tx.send((seq, Err(e)));
+    }
+}
+
+fn fetch_jobs(store: &dyn Store, rx: &Receiver<Job>, tx: &Sender<Done>) {
+    for (seq, piece) in rx {
+        let fetched = piece.and_then(|p| match p {
+            Piece::Fill { octet, len } => Ok(Fetched::Fill { octet, len }),
+            other => piece_bytes(store, &other).map(Fetched::Bytes),
+        });
+        if tx.send((seq, fetched)).is_err() {
+            return;
+        }
+    }
+}
+
+fn write_in_order<W: Write + ?Sized>(
+    rx: &Receiver<Done>,
+    credits: &Sender<()>,
+    w: &mut W,
+) -> Result<u64> {
+    let mut waiting = BTreeMap::new();
+    let (mut next, mut written) = (0u64, 0u64);
+    for (seq, fetched) in rx {
+        waiting.insert(seq, fetched);
+        while let Some(fetched) = waiting.remove(&next) {
+            written += match fetched? {
+                Fetched::Bytes(b) => {
+                    w.write_all(&b)
+                        .ctx(|| "writing block content".to_string())?;
+                    b.len() as u64
+                }
+                Fetched::Fill { octet, len } => write_fill(octet, len, w)?,
+            };
+            next += 1;
+            let _ = credits.send(());
+        }
+    }
+    Ok(written)
+}
+
+/// Checks that the whole tree under `r` is present, marking each verified indirect
+/// block complete in the store (and skipping blocks already marked).
+///
+/// Returns false when some block is missing. Fails when a present indirect block is
+/// corrupt or the store fails.
+pub fn ensure_complete(store: &dyn Store, r: &BlockRef) -> Result<bool> {
+    complete_at(store, r, 0)
+}
+
+fn complete_at(store: &dyn Store, r: &BlockRef, depth: usize) -> Result<bool> {
+    if depth > MAX_TREE_DEPTH {
+        return Err(Error::corrupt(
+            format!("{r}"),
+            0,
+            "block tree nests too deeply",
+        ));
+    }
+    match r {
+        BlockRef::Hash { hash, .. } => store.contains(hash),
+        BlockRef::Rle { .. } | BlockRef::Literal(_) => Ok(true),
+        BlockRef::Sub { block, .. } => complete_at(store, block, depth + 1),
+        BlockRef::Indirect { hash, span } => {
+            if store.is_complete(hash)? {
+                return Ok(true);
+            }
+            let children = match fetch_children(store, hash, *span) {
+                Err(Error::NotFound(_)) => return Ok(false),
+                other => other?,
+            };
+            for child in &children {
+                if !complete_at(store, child, depth + 1)? {
+                    return Ok(false);
+                }
+            }
+            store.set_complete(hash)?;
+            Ok(true)
+        }
+    }
+}
+
+/// A decoded indirect block: its children and where each starts.
+#[derive(Debug)]
+struct Node {
+    children: Vec<BlockRef>,
+    starts: Vec<u64>,
+}
+
+/// The leaf holding the current position, in the reader's coordinates.
+#[derive(Debug)]
+struct Leaf {
+    start: u64,
+    end: u64,
+    data: LeafData,
+}
+
+#[derive(Debug)]
+enum LeafData {
+    Fill(u8),
+    /// `buf[skip]` is the byte at `start`.
+    Bytes {
+        buf: Arc<[u8]>,
+        skip: usize,
+    },
+}
+
+/// Indirect blocks kept decoded by a [`BlockReader`].
+const NODE_CACHE: usize = 64;
+
+/// A streaming reader over a reference's content: [`Read`] + [`Seek`].
+///
+/// It fetches one leaf at a time (reads inside the current leaf touch no store) and
+/// keeps recently decoded indirect blocks, so sequential reads cost one fetch per
+/// leaf and a seek costs one path walk. Store errors surface as `io::Error`s
+/// wrapping the engine [`Error`].
+#[derive(Debug)]
+pub struct BlockReader<'s> {
+    store: &'s dyn Store,
+    root: BlockRef,
+    pos: u64,
+    leaf: Option<Leaf>,
+    nodes: HashMap<HashCode, Arc<Node>>,
+}
+
+impl<'s> BlockReader<'s> {
+    /// A reader at offset 0 of `root`'s content.
+    pub fn new(store: &'s dyn Store, root: BlockRef) -> Self {
+        BlockReader {
+            store,
+            root,
+            pos: 0,
+            leaf: None,
+            nodes: HashMap::new(),
+        }
+    }
+
+    /// The content length.
+    pub fn len(&self) -> u64 {
+        self.root.span()
+    }
+
+    /// True when the content is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The current offset.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    fn node(&mut self, hash: &HashCode, span: u64) -> Result<Arc<Node>> {
+        if let Some(n) = self.nodes.get(hash) {
+            return Ok(n.clone());
+        }
+        let children = fetch_children(self.store, hash, span)?;
+        let mut starts = Vec::with_capacity(children.len());
+        let mut at = 0;
+        for c in &children {
+            starts.push(at);
+            at += c.span();
+        }
+        if self.nodes.len() >= NODE_CACHE {
+            self.nodes.clear();
+        }
+        let node = Arc::new(Node { children, starts });
+        self.nodes.insert(*hash, node.clone());
+        Ok(node)
+    }
+
+    /// The leaf of `r` holding offset `p` (< `r.span()`), in `r`'s coordinates.
+    fn locate(&mut self, r: &BlockRef, p: u64, depth: usize) -> Result<Leaf> {
+        if depth > MAX_TREE_DEPTH {
+            return Err(Error::corrupt(
+                format!("{r}"),
+                0,
+                "block tree nests too deeply",
+            ));
+        }
+        let span = r.span();
+        Ok(match r {
+            BlockRef::Hash { hash, span } => {
+                let buf = fetch_leaf(self.store, hash, *span)?.into();
+                Leaf {
+                    start: 0,
+                    end: *span,
+                    data: LeafData::Bytes { buf, skip: 0 },
+                }
+            }
+            BlockRef::Rle { octet, .. } => Leaf {
+                start: 0,
+                end: span,
+                data: LeafData::Fill(*octet),
+            },
+            BlockRef::Literal(d) => Leaf {
+                start: 0,
+                end: span,
+                data: LeafData::Bytes {
+                    buf: d.clone(),
+                    skip: 0,
+                },
+            },
+            BlockRef::Indirect { hash, span } => {
+                let node = self.node(hash, *span)?;
+                // The last child starting at or before p that is not empty.
+                let i = node.starts.partition_point(|&s| s <= p).saturating_sub(1);
+                let i = (i..node.children.len())
+                    .find(|&j| node.starts[j] + node.children[j].span() > p)
+                    .ok_or_else(|| Error::corrupt(hash.to_string(), 0, "offset beyond children"))?;
+                let base = node.starts[i];
+                let leaf = self.locate(&node.children[i], p - base, depth + 1)?;
+                Leaf {
+                    start: leaf.start + base,
+                    end: leaf.end + base,
+                    data: leaf.data,
+                }
+            }
+            BlockRef::Sub {
+                block,
+                offset,
+                span,
+            } => {
+                let leaf = self.locate(block, offset + p, depth + 1)?;
+                let start = leaf.start.max(*offset);
+                let data = match leaf.data {
+                    LeafData::Bytes { buf, skip } => LeafData::Bytes {
+                        buf,
+                        skip: skip + (start - leaf.start) as usize,
+                    },
+                    fill => fill,
+                };
+                Leaf {
+                    start: start - offset,
+                    end: leaf.end.min(offset + span) - offset,
+                    data,
+                }
+            }
+        })
+    }
+}
+
+impl Read for BlockReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() || self.pos >= self.len() {
+            return Ok(0);
+        }
+        let pos = self.pos;
+        let hit = self
+            .leaf
+            .as_ref()
+            .is_some_and(|l| l.start <= pos && pos < l.end);
+        if !hit {
+            let root = self.root.clone();
+            let leaf = self.locate(&root, pos, 0).map_err(io::Error::other)?;
+            self.leaf = Some(leaf);
+        }
+        let Some(leaf) = self.leaf.as_ref() else {
+            return Ok(0);
+        };
+        let n = out.len().min((leaf.end - pos) as usize);
+        match &leaf.data {
+            LeafData::Fill(octet) => out[..n].fill(*octet),
+            LeafData::Bytes { buf, skip } => {
+                let from = skip + (pos - leaf.start) as usize;
+                out[..n].copy_from_slice(&buf[from..from + n]);
+            }
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for BlockReader<'_> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::End(d) => self.len().checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        let target = target.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start of the content",
+            )
+        })?;
+        self.pos = target;
+        Ok(target)
+    }
+}
