@@ -22,6 +22,7 @@ pub mod read;
 pub mod store;
 pub mod timefmt;
 pub mod transcribe;
+pub mod tree;
 
 pub use block::BlockRef;
 pub use dir::{Dirent, DirentKind, Meta};

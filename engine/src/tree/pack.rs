@@ -2,7 +2,7 @@
 
 use super::meta::{dirent_meta, special_meta, SpecialKind};
 use super::{Progress, TreeOptions};
-use crate::blockify::{blockify_bytes, blockify_reader, BlockifyOptions};
+use crate::blockify::{blockify_bytes, blockify_reader, BlockSink, BlockifyOptions};
 use crate::block::BlockRef;
 use crate::dir::{self, Dirent};
 use crate::error::{Error, IoContext, Result};
@@ -185,12 +185,12 @@ fn store_one(store: &dyn Store, job: &FileJob, cache: Option<&FileCache>, opts: 
         std::io::Read::read_to_end(&mut &f, &mut data).ctx(|| format!("read {}", job.path.display()))?;
         let bopts = BlockifyOptions { threads: 1, ..opts.blockify.clone() };
         progress.bytes_done.fetch_add(data.len() as u64, Ordering::Relaxed);
-        blockify_bytes(&data, store, &bopts)?
+        blockify_bytes(&data, &StoreSink(store), &bopts)?
     } else {
         // Big files run their own pipeline; share the cores with the other workers.
         let bopts = BlockifyOptions { threads: (opts.blockify.threads / workers).max(2), ..opts.blockify.clone() };
         let reader = CountingReader { inner: f, progress };
-        blockify_reader(reader, store, &bopts).map_err(|e| match e {
+        blockify_reader(reader, &StoreSink(store), &bopts).map_err(|e| match e {
             Error::Io { context, source } => Error::Io { context: format!("{}: {context}", job.path.display()), source },
             other => other,
         })?
@@ -247,9 +247,18 @@ fn build(store: &dyn Store, node: Node, blocks: &[BlockRef], opts: &TreeOptions)
                 .collect::<Result<Vec<_>>>()?;
             let content = dir::encode_entries(&entries)?;
             let bopts = BlockifyOptions { threads: 1, ..opts.blockify.clone() };
-            let mut d = Dirent::dir(&name, blockify_bytes(&content, store, &bopts)?);
+            let mut d = Dirent::dir(&name, blockify_bytes(&content, &StoreSink(store), &bopts)?);
             d.meta = dirent_meta(&meta);
             d
         }
     })
+}
+
+/// Lets a `&dyn Store` serve as blockify's sink.
+struct StoreSink<'a>(&'a dyn Store);
+
+impl BlockSink for StoreSink<'_> {
+    fn put(&self, hash: crate::hash::HashCode, data: &[u8]) -> Result<()> {
+        self.0.add_hashed(hash, data).map(|_| ())
+    }
 }
