@@ -12,6 +12,9 @@ pub mod block;
 pub mod codec;
 pub mod error;
 pub mod hash;
+pub mod index;
+pub mod io;
+pub mod segment;
 pub mod store;
 pub mod transcribe;
 
