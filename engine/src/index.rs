@@ -212,6 +212,8 @@ pub struct Batch {
     pub clear_blocks: bool,
 }
 
+type BlocksTable = Arc<ReadOnlyTable<IndexKey, [u8; LOCATION_LEN]>>;
+
 enum Db {
     Rw(Database),
     Ro(ReadOnlyDatabase),
@@ -222,7 +224,9 @@ pub struct Index {
     db: Db,
     /// A cached snapshot of the `blocks` table, replaced after each commit; `None` when stale.
     /// Opening a read transaction per lookup would cost more than the lookup itself.
-    snapshot: RwLock<Option<Arc<ReadOnlyTable<IndexKey, [u8; LOCATION_LEN]>>>>,
+    snapshot: RwLock<Option<(u64, BlocksTable)>>,
+    /// Bumped after every commit; a snapshot taken under an older value is stale.
+    commits: AtomicU64,
     /// Read-only handles follow another process's commits, so they never cache snapshots.
     cache_snapshots: bool,
 }
@@ -257,6 +261,7 @@ impl Index {
         Ok(Index {
             db: Db::Rw(db),
             snapshot: RwLock::new(None),
+            commits: AtomicU64::new(0),
             cache_snapshots: true,
         })
     }
@@ -269,6 +274,7 @@ impl Index {
         Ok(Index {
             db: Db::Ro(db),
             snapshot: RwLock::new(None),
+            commits: AtomicU64::new(0),
             cache_snapshots: false,
         })
     }
@@ -279,6 +285,7 @@ impl Index {
         Ok(Index {
             db: Db::Rw(db),
             snapshot: RwLock::new(None),
+            commits: AtomicU64::new(0),
             cache_snapshots: true,
         })
     }
@@ -295,16 +302,23 @@ impl Index {
         })
     }
 
-    fn blocks_table(&self) -> Result<Option<Arc<ReadOnlyTable<IndexKey, [u8; LOCATION_LEN]>>>> {
-        if let Some(t) = self.snapshot.read().as_ref() {
-            return Ok(Some(t.clone()));
+    fn blocks_table(&self) -> Result<Option<BlocksTable>> {
+        let gen = self.commits.load(Ordering::Acquire);
+        if let Some((g, t)) = self.snapshot.read().as_ref() {
+            if *g == gen {
+                return Ok(Some(t.clone()));
+            }
         }
         let Some(t) = missing_ok(self.begin_read()?.open_table(BLOCKS))? else {
             return Ok(None);
         };
         let t = Arc::new(t);
         if self.cache_snapshots {
-            *self.snapshot.write() = Some(t.clone());
+            let mut slot = self.snapshot.write();
+            // A commit since `gen` was read may predate this read transaction or not: don't cache.
+            if self.commits.load(Ordering::Acquire) == gen {
+                *slot = Some((gen, t.clone()));
+            }
         }
         Ok(Some(t))
     }
@@ -444,6 +458,7 @@ impl Index {
             meta.insert(META_COUNTERS, counters.encode().as_slice())?;
         }
         txn.commit()?;
+        self.commits.fetch_add(1, Ordering::AcqRel);
         *self.snapshot.write() = None;
         Ok(counters)
     }

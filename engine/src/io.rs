@@ -61,6 +61,22 @@ pub trait Fs: Send + Sync + Debug {
         path: &Path,
         mode: OpenMode,
     ) -> io::Result<(IndexBackend, ConcurrencyMode)>;
+    /// Takes the exclusive writer lock at `path`, recording `holder` in it. Returns the
+    /// recorded holder of the lock when another process has it.
+    fn lock_writer(&self, path: &Path, holder: &str) -> io::Result<Result<WriterLock, String>>;
+}
+
+/// A held writer lock; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct WriterLock(#[allow(dead_code)] Option<File>);
+
+/// `pid=<pid> host=<hostname>`: who holds a writer lock, for error messages.
+pub fn lock_holder() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    format!("pid={} host={host}", std::process::id())
 }
 
 /// The operating system's file system.
@@ -147,6 +163,29 @@ impl Fs for OsFs {
         let backend = FileBackend::new(file).map_err(io::Error::other)?;
         // SingleWriter lets reader processes open the index while the writer commits.
         Ok((IndexBackend::Os(backend), ConcurrencyMode::SingleWriter))
+    }
+    fn lock_writer(&self, path: &Path, holder: &str) -> io::Result<Result<WriterLock, String>> {
+        use std::io::{Read, Write};
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        match file.try_lock() {
+            Ok(()) => {
+                file.set_len(0)?;
+                file.write_all_at(format!("{holder}\n").as_bytes(), 0)?;
+                Ok(Ok(WriterLock(Some(file))))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut who = String::new();
+                let _ = file.read_to_string(&mut who);
+                let _ = file.flush();
+                Ok(Err(who.trim().to_string()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
     }
 }
 
@@ -531,9 +570,8 @@ impl Fs for SimFs {
         mode: OpenMode,
     ) -> io::Result<(IndexBackend, ConcurrencyMode)> {
         let file = if mode != OpenMode::Read && !self.exists(path) {
-            let f = self.open(path, OpenMode::CreateNew)?;
-            // The index file's directory entry is made durable with the first commit's sync_dir.
-            f
+            // The store syncs the directory after creating its index file.
+            self.open(path, OpenMode::CreateNew)?
         } else {
             self.open(
                 path,
@@ -545,6 +583,10 @@ impl Fs for SimFs {
             )?
         };
         Ok((IndexBackend::Io(file), ConcurrencyMode::ExclusiveWriter))
+    }
+    fn lock_writer(&self, _path: &Path, _holder: &str) -> io::Result<Result<WriterLock, String>> {
+        // One simulated machine, one process: nothing to exclude.
+        Ok(Ok(WriterLock(None)))
     }
 }
 
