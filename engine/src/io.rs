@@ -284,6 +284,9 @@ struct SimFile {
     durable: Vec<u8>,
     /// The file's directory entry survives a crash (its directory was synced after creation).
     entry_durable: bool,
+    /// Every write so far landed at or past the end of the file and no `set_len` grew it:
+    /// a log. Only such files are torn by [`CrashImage::TornTail`].
+    overwritten: bool,
 }
 
 #[derive(Debug, Default)]
@@ -304,8 +307,10 @@ pub enum CrashImage {
     DurableOnly,
     /// Every write reached the disk (the crash hit after the page cache was written back).
     AllWrites,
-    /// Synced bytes survive; of each file's unsynced appended tail, the first half survives
-    /// and the rest is lost (a torn append).
+    /// Synced bytes survive; of each append-only file's unsynced tail, the first half
+    /// survives and the rest is lost (a torn append, at any byte). Files that were written
+    /// in place (the redb index, which grows by `set_len` in whole pages) keep their synced
+    /// bytes only, as in `DurableOnly`.
     TornTail,
 }
 
@@ -360,7 +365,8 @@ impl SimFs {
             let data = match kind {
                 CrashImage::DurableOnly => f.durable.clone(),
                 CrashImage::AllWrites => f.live.clone(),
-                CrashImage::TornTail => torn(&f.durable, &f.live),
+                CrashImage::TornTail if !f.overwritten => torn(&f.durable, &f.live),
+                CrashImage::TornTail => f.durable.clone(),
             };
             files.insert(
                 path.clone(),
@@ -368,6 +374,7 @@ impl SimFs {
                     live: data.clone(),
                     durable: data,
                     entry_durable: true,
+                    overwritten: f.overwritten,
                 },
             );
         }
@@ -478,6 +485,7 @@ impl FileIo for SimHandle {
         self.with_file(true, |f| {
             let start = usize::try_from(offset).map_err(io::Error::other)?;
             let end = start + data.len();
+            f.overwritten |= start < f.live.len();
             if f.live.len() < end {
                 f.live.resize(end, 0);
             }
