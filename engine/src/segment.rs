@@ -441,7 +441,9 @@ pub fn scan_v1(
     let mut w = Window::new(file, len);
     let mut off = from;
     loop {
-        if off == len {
+        if off >= len {
+            // Past the end: a file shorter than its indexed end has nothing more to scan;
+            // verify reports the records it lost.
             return Ok(ScanEnd::Clean(off));
         }
         match next_v1(&mut w, off, verify)? {
