@@ -6,7 +6,8 @@
 //! N-th one, then hand back the image a real disk could hold after such a crash.
 
 use redb::backends::FileBackend;
-use redb::{BackendError, ConcurrencyMode, StorageBackend};
+pub use redb::ConcurrencyMode;
+use redb::{BackendError, StorageBackend};
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
