@@ -14,6 +14,9 @@ pub use memory::MemoryStore;
 use crate::error::{Error, Result};
 use crate::hash::{HashAlg, HashCode};
 
+pub mod datadir;
+pub use datadir::{DataDir, DataDirOptions};
+
 /// A mapping hashcode → bytes.
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// The algorithm this store hashes new blocks with.

@@ -1,0 +1,728 @@
+//! Segment files (`data/*.vtd`): framing, checksums, compression, scanning.
+//!
+//! A segment is append-only. Our format (version 1) starts with a [`SEGMENT_HEADER_LEN`]-byte
+//! header and holds self-describing records, each with a crc32 and the block's hashcode, so the
+//! index can be rebuilt from segments alone. Legacy cs.vt segments have no header; their records
+//! are `BSUInt flags + BSData payload` and the hashcode is recomputed from the payload.
+//! The layout is documented in `docs/format.md`; the constants below are the same layout.
+
+use crate::codec::Reader;
+use crate::error::{Error, Result};
+use crate::hash::{HashAlg, HashCode};
+use crate::io::FileIo;
+use std::cell::RefCell;
+use std::io::Read;
+
+/// The first 8 bytes of a version-1 segment. 0x89 cannot start a legacy record
+/// (its BSUInt flags would exceed 1), so the format is detected from the first bytes.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"\x89VTSEG\r\n";
+/// The segment format this code writes.
+pub const SEGMENT_VERSION: u16 = 1;
+/// Length of the segment header: magic, version (u16 LE), flags (u16 LE, 0), crc32 (u32 LE) of bytes 0..12.
+pub const SEGMENT_HEADER_LEN: u64 = 16;
+/// Offset of the version field in the segment header.
+pub const HDR_VERSION_AT: usize = 8;
+/// Offset of the crc32 field in the segment header.
+pub const HDR_CRC_AT: usize = 12;
+
+/// Offset of the record's crc32 (u32 LE) over bytes `REC_CRC_COVERS_FROM..` of the record.
+pub const REC_CRC_AT: usize = 0;
+/// The crc covers the record from here to its end.
+pub const REC_CRC_COVERS_FROM: usize = 4;
+/// Offset of the stored (on-disk) payload length, u32 LE.
+pub const REC_STORED_LEN_AT: usize = 4;
+/// Offset of the raw (uncompressed) block length, u32 LE.
+pub const REC_RAW_LEN_AT: usize = 8;
+/// Offset of the codec byte (see [`Codec`]).
+pub const REC_CODEC_AT: usize = 12;
+/// Offset of the hashenum byte (cs.vt numbering).
+pub const REC_HASHENUM_AT: usize = 13;
+/// Offset of two reserved bytes, zero.
+pub const REC_RESERVED_AT: usize = 14;
+/// Length of the fixed part of a record; the digest follows, then the payload.
+pub const REC_FIXED_LEN: usize = 16;
+
+/// Largest block a record may hold; larger adds are refused.
+pub const MAX_BLOCK_LEN: usize = 256 << 20;
+/// Blocks shorter than this are stored raw: compression cannot pay for its framing.
+pub const MIN_COMPRESS_LEN: usize = 64;
+
+/// Legacy record flag: the payload is zlib-compressed.
+pub const LEGACY_FLAG_ZLIB: u64 = 0x01;
+
+/// How a record's payload is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// Stored as is.
+    None = 0,
+    /// zlib (legacy cs.vt records only).
+    Zlib = 1,
+    /// zstd.
+    Zstd = 2,
+}
+
+impl Codec {
+    /// The codec with numeric code `n`.
+    pub fn from_u8(n: u8) -> Option<Codec> {
+        match n {
+            0 => Some(Codec::None),
+            1 => Some(Codec::Zlib),
+            2 => Some(Codec::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// The on-disk format of a segment file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentFormat {
+    /// Our format, version [`SEGMENT_VERSION`].
+    V1,
+    /// cs.vt's headerless format.
+    Legacy,
+}
+
+impl SegmentFormat {
+    /// Numeric code used in the index's segment table.
+    pub fn code(self) -> u8 {
+        match self {
+            SegmentFormat::V1 => 1,
+            SegmentFormat::Legacy => 0,
+        }
+    }
+    /// The format with code `n`.
+    pub fn from_code(n: u8) -> Option<Self> {
+        match n {
+            1 => Some(SegmentFormat::V1),
+            0 => Some(SegmentFormat::Legacy),
+            _ => None,
+        }
+    }
+}
+
+/// The bytes of a fresh segment header.
+pub fn segment_header() -> [u8; SEGMENT_HEADER_LEN as usize] {
+    let mut h = [0u8; SEGMENT_HEADER_LEN as usize];
+    h[..8].copy_from_slice(&SEGMENT_MAGIC);
+    h[HDR_VERSION_AT..HDR_VERSION_AT + 2].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+    let crc = crc32fast::hash(&h[..HDR_CRC_AT]);
+    h[HDR_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// What the first bytes of a segment file say about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderCheck {
+    /// A valid header of a known format.
+    Format(SegmentFormat),
+    /// A torn or partial version-1 header (a crash while creating the file).
+    Torn,
+}
+
+/// Detects the format from the first bytes of a file (`head` may be shorter than a header).
+/// Fails for a complete header with a bad checksum or an unknown version.
+pub fn check_header(head: &[u8], name: &str) -> Result<HeaderCheck> {
+    let n = head.len().min(SEGMENT_MAGIC.len());
+    if head.is_empty()
+        || head[..n] == SEGMENT_MAGIC[..n] && head.len() < SEGMENT_HEADER_LEN as usize
+    {
+        return Ok(HeaderCheck::Torn);
+    }
+    if head[..n] != SEGMENT_MAGIC[..n] {
+        return Ok(HeaderCheck::Format(SegmentFormat::Legacy));
+    }
+    let crc = u32::from_le_bytes(
+        head[HDR_CRC_AT..HDR_CRC_AT + 4]
+            .try_into()
+            .unwrap_or_default(),
+    );
+    if crc != crc32fast::hash(&head[..HDR_CRC_AT]) {
+        return Err(Error::corrupt(name, 0, "segment header checksum mismatch"));
+    }
+    let version = u16::from_le_bytes([head[HDR_VERSION_AT], head[HDR_VERSION_AT + 1]]);
+    if version != SEGMENT_VERSION {
+        return Err(Error::Unsupported(format!(
+            "{name}: segment format version {version}"
+        )));
+    }
+    Ok(HeaderCheck::Format(SegmentFormat::V1))
+}
+
+/// A record ready to append: built (and compressed) outside the writer lock.
+#[derive(Debug)]
+pub struct EncodedRecord {
+    /// The complete record bytes.
+    pub bytes: Vec<u8>,
+    /// The payload codec.
+    pub codec: Codec,
+    /// Payload bytes on disk.
+    pub stored_len: u32,
+    /// Block length.
+    pub raw_len: u32,
+}
+
+thread_local! {
+    // One zstd context per thread: creating one per block costs more than compressing 4 KiB.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+}
+
+/// zstd-compresses `data` at `level`; `None` when compression fails or does not save space.
+fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
+    if data.len() < MIN_COMPRESS_LEN || level <= 0 {
+        return None;
+    }
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
+        }
+        let (_, c) = slot.as_mut()?;
+        let out = c.compress(data).ok()?;
+        (out.len() < data.len()).then_some(out)
+    })
+}
+
+/// Builds the record for `data` with hashcode `hash`, compressing with zstd at `level`
+/// (0 disables compression). Fails when the block exceeds [`MAX_BLOCK_LEN`].
+pub fn encode_record(hash: &HashCode, data: &[u8], level: i32) -> Result<EncodedRecord> {
+    if data.len() > MAX_BLOCK_LEN {
+        return Err(Error::bad(format!(
+            "block of {} bytes exceeds the {MAX_BLOCK_LEN}-byte limit",
+            data.len()
+        )));
+    }
+    let compressed = compress(data, level);
+    let (codec, payload) = match &compressed {
+        Some(c) => (Codec::Zstd, c.as_slice()),
+        None => (Codec::None, data),
+    };
+    let digest = hash.digest();
+    let mut bytes = Vec::with_capacity(REC_FIXED_LEN + digest.len() + payload.len());
+    bytes.extend_from_slice(&[0; 4]);
+    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    bytes.push(codec as u8);
+    bytes.push(hash.alg().hashenum() as u8);
+    bytes.extend_from_slice(&[0, 0]);
+    bytes.extend_from_slice(digest);
+    bytes.extend_from_slice(payload);
+    let crc = crc32fast::hash(&bytes[REC_CRC_COVERS_FROM..]);
+    bytes[REC_CRC_AT..REC_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+    Ok(EncodedRecord {
+        stored_len: payload.len() as u32,
+        raw_len: data.len() as u32,
+        codec,
+        bytes,
+    })
+}
+
+/// The fixed fields of a version-1 record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// The block's hashcode.
+    pub hash: HashCode,
+    /// Payload codec.
+    pub codec: Codec,
+    /// Payload bytes on disk.
+    pub stored_len: u32,
+    /// Block length.
+    pub raw_len: u32,
+}
+
+impl RecordHeader {
+    /// Length of the header part (fixed fields plus digest).
+    pub fn header_len(&self) -> usize {
+        REC_FIXED_LEN + self.hash.alg().digest_len()
+    }
+    /// Length of the whole record.
+    pub fn record_len(&self) -> u64 {
+        self.header_len() as u64 + u64::from(self.stored_len)
+    }
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Parses the fixed fields and digest at the start of `buf` (no checksum check).
+/// Returns a description of the problem when they are not plausible.
+pub fn parse_record_header(buf: &[u8]) -> std::result::Result<RecordHeader, String> {
+    if buf.len() < REC_FIXED_LEN {
+        return Err("truncated record header".into());
+    }
+    let codec = Codec::from_u8(buf[REC_CODEC_AT])
+        .ok_or_else(|| format!("unknown codec {}", buf[REC_CODEC_AT]))?;
+    let alg = HashAlg::from_hashenum(u64::from(buf[REC_HASHENUM_AT])).map_err(|e| e.to_string())?;
+    if buf[REC_RESERVED_AT..REC_FIXED_LEN] != [0, 0] {
+        return Err("reserved bytes are not zero".into());
+    }
+    let (stored_len, raw_len) = (le32(buf, REC_STORED_LEN_AT), le32(buf, REC_RAW_LEN_AT));
+    if raw_len as usize > MAX_BLOCK_LEN || stored_len as usize > MAX_BLOCK_LEN + 1024 {
+        return Err(format!("absurd lengths stored={stored_len} raw={raw_len}"));
+    }
+    if codec == Codec::None && stored_len != raw_len {
+        return Err("uncompressed record with stored length != raw length".into());
+    }
+    let dlen = alg.digest_len();
+    let digest = buf
+        .get(REC_FIXED_LEN..REC_FIXED_LEN + dlen)
+        .ok_or("truncated digest")?;
+    let hash = HashCode::from_digest(alg, digest).map_err(|e| e.to_string())?;
+    Ok(RecordHeader {
+        hash,
+        codec,
+        stored_len,
+        raw_len,
+    })
+}
+
+/// Checks a whole record's crc; `rec` must be exactly the record's bytes.
+pub fn check_record_crc(rec: &[u8]) -> bool {
+    rec.len() >= REC_FIXED_LEN
+        && le32(rec, REC_CRC_AT) == crc32fast::hash(&rec[REC_CRC_COVERS_FROM..])
+}
+
+/// Decodes a payload to the block's bytes, checking the resulting length.
+pub fn decompress(
+    codec: Codec,
+    payload: &[u8],
+    raw_len: u32,
+) -> std::result::Result<Vec<u8>, String> {
+    let data = match codec {
+        Codec::None => payload.to_vec(),
+        Codec::Zstd => {
+            zstd::bulk::decompress(payload, raw_len as usize).map_err(|e| format!("zstd: {e}"))?
+        }
+        Codec::Zlib => {
+            let mut out = Vec::with_capacity(raw_len as usize);
+            // Read one byte past the expected length so an overlong stream is detected.
+            flate2::read::ZlibDecoder::new(payload)
+                .take(u64::from(raw_len) + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("zlib: {e}"))?;
+            out
+        }
+    };
+    if data.len() != raw_len as usize {
+        return Err(format!("decoded {} bytes, expected {raw_len}", data.len()));
+    }
+    Ok(data)
+}
+
+/// Reads and checks the version-1 record of `expect` at `offset` of `file`, returning the block.
+/// `name` labels errors. Fails with [`Error::Corrupt`] on any mismatch.
+pub fn read_record(
+    file: &dyn FileIo,
+    name: &str,
+    offset: u64,
+    expect: &HashCode,
+    stored_len: u32,
+) -> Result<Vec<u8>> {
+    let total = REC_FIXED_LEN + expect.alg().digest_len() + stored_len as usize;
+    let mut buf = vec![0u8; total];
+    file.read_at(&mut buf, offset)
+        .map_err(|e| Error::corrupt(name, offset, format!("cannot read record: {e}")))?;
+    let bad = |what: String| Error::corrupt(name, offset, what);
+    if !check_record_crc(&buf) {
+        return Err(bad("record checksum mismatch".into()));
+    }
+    let hdr = parse_record_header(&buf).map_err(bad)?;
+    if hdr.hash != *expect || hdr.stored_len != stored_len {
+        return Err(bad(format!(
+            "record holds {} ({} bytes), index expects {expect}",
+            hdr.hash, hdr.stored_len
+        )));
+    }
+    decompress(hdr.codec, &buf[hdr.header_len()..], hdr.raw_len).map_err(bad)
+}
+
+/// Reads the legacy payload at `offset` (its start, after the record's flags and length),
+/// decodes it and re-hashes it, since legacy records carry no checksum.
+pub fn read_legacy(
+    file: &dyn FileIo,
+    name: &str,
+    offset: u64,
+    expect: &HashCode,
+    codec: Codec,
+    stored_len: u32,
+    raw_len: u32,
+) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; stored_len as usize];
+    file.read_at(&mut buf, offset)
+        .map_err(|e| Error::corrupt(name, offset, format!("cannot read record: {e}")))?;
+    let data = decompress(codec, &buf, raw_len).map_err(|w| Error::corrupt(name, offset, w))?;
+    if !expect.matches(&data) {
+        return Err(Error::corrupt(
+            name,
+            offset,
+            format!("legacy record does not hash to {expect}"),
+        ));
+    }
+    Ok(data)
+}
+
+/// A record found by a scan.
+#[derive(Debug, Clone)]
+pub struct ScannedRecord {
+    /// Where the index should point: the record start (V1) or the payload start (legacy).
+    pub offset: u64,
+    /// The block's hashcode.
+    pub hash: HashCode,
+    /// Payload codec.
+    pub codec: Codec,
+    /// Payload bytes on disk.
+    pub stored_len: u32,
+    /// Block length.
+    pub raw_len: u32,
+    /// Offset just past the record.
+    pub end: u64,
+}
+
+/// How a scan ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanEnd {
+    /// Every byte up to the end of the file was valid records.
+    Clean(u64),
+    /// A bad or truncated record starts at `offset`.
+    Bad {
+        /// Where the bad record starts.
+        offset: u64,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+/// Reads a file through a large window so scans cost one syscall per few MiB.
+struct Window<'a> {
+    file: &'a dyn FileIo,
+    len: u64,
+    start: u64,
+    buf: Vec<u8>,
+}
+
+const WINDOW: usize = 4 << 20;
+
+impl<'a> Window<'a> {
+    fn new(file: &'a dyn FileIo, len: u64) -> Self {
+        Window {
+            file,
+            len,
+            start: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The bytes `offset..offset+n`, or `None` when the file ends first.
+    fn get(&mut self, offset: u64, n: usize) -> std::io::Result<Option<&[u8]>> {
+        let end = offset + n as u64;
+        if end > self.len {
+            return Ok(None);
+        }
+        if offset < self.start || end > self.start + self.buf.len() as u64 {
+            let want = (self.len - offset).min(WINDOW.max(n) as u64) as usize;
+            self.buf.resize(want, 0);
+            self.file.read_at(&mut self.buf, offset)?;
+            self.start = offset;
+        }
+        let at = (offset - self.start) as usize;
+        Ok(Some(&self.buf[at..at + n]))
+    }
+}
+
+/// Scans version-1 records from `from` to the end of `file`, calling `f` for each valid one.
+/// When `verify` is set each payload is also decoded and re-hashed.
+pub fn scan_v1(
+    file: &dyn FileIo,
+    from: u64,
+    verify: bool,
+    mut f: impl FnMut(ScannedRecord) -> Result<()>,
+) -> Result<ScanEnd> {
+    let len = file.len().map_err(|e| Error::io("segment length", e))?;
+    let mut w = Window::new(file, len);
+    let mut off = from;
+    loop {
+        if off >= len {
+            // Past the end: a file shorter than its indexed end has nothing more to scan;
+            // verify reports the records it lost.
+            return Ok(ScanEnd::Clean(off));
+        }
+        match next_v1(&mut w, off, verify)? {
+            Ok(rec) => {
+                off = rec.end;
+                f(rec)?;
+            }
+            Err(what) => return Ok(ScanEnd::Bad { offset: off, what }),
+        }
+    }
+}
+
+fn next_v1(
+    w: &mut Window<'_>,
+    off: u64,
+    verify: bool,
+) -> Result<std::result::Result<ScannedRecord, String>> {
+    let io = |e| Error::io("reading segment", e);
+    let avail = (w.len - off).min(REC_FIXED_LEN as u64 + 32) as usize;
+    let fixed = w.get(off, avail).map_err(io)?.unwrap_or_default();
+    let hdr = match parse_record_header(fixed) {
+        Ok(h) => h,
+        Err(e) => return Ok(Err(e)),
+    };
+    let Some(rec) = w.get(off, hdr.record_len() as usize).map_err(io)? else {
+        return Ok(Err("truncated record".into()));
+    };
+    if !check_record_crc(rec) {
+        return Ok(Err("record checksum mismatch".into()));
+    }
+    if verify {
+        match decompress(hdr.codec, &rec[hdr.header_len()..], hdr.raw_len) {
+            Ok(data) if hdr.hash.matches(&data) => {}
+            Ok(_) => return Ok(Err(format!("payload does not hash to {}", hdr.hash))),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    Ok(Ok(ScannedRecord {
+        offset: off,
+        hash: hdr.hash,
+        codec: hdr.codec,
+        stored_len: hdr.stored_len,
+        raw_len: hdr.raw_len,
+        end: off + hdr.record_len(),
+    }))
+}
+
+/// Finds the next offset after `from` where a record with a valid checksum starts,
+/// so a scan can skip over a corrupt record in the middle of a segment.
+pub fn resync_v1(file: &dyn FileIo, from: u64) -> Result<Option<u64>> {
+    let len = file.len().map_err(|e| Error::io("segment length", e))?;
+    let mut w = Window::new(file, len);
+    let mut off = from + 1;
+    while off + (REC_FIXED_LEN as u64) < len {
+        if let Ok(_rec) = next_v1(&mut w, off, false)? {
+            return Ok(Some(off));
+        }
+        off += 1;
+    }
+    Ok(None)
+}
+
+/// Scans a legacy cs.vt segment from `from`, hashing each decompressed payload with `alg`.
+pub fn scan_legacy(
+    file: &dyn FileIo,
+    from: u64,
+    alg: HashAlg,
+    mut f: impl FnMut(ScannedRecord) -> Result<()>,
+) -> Result<ScanEnd> {
+    let len = file.len().map_err(|e| Error::io("segment length", e))?;
+    let mut w = Window::new(file, len);
+    let mut off = from;
+    while off < len {
+        match next_legacy(&mut w, off, alg)? {
+            Ok(rec) => {
+                off = rec.end;
+                f(rec)?;
+            }
+            Err(what) => return Ok(ScanEnd::Bad { offset: off, what }),
+        }
+    }
+    Ok(ScanEnd::Clean(off))
+}
+
+fn next_legacy(
+    w: &mut Window<'_>,
+    off: u64,
+    alg: HashAlg,
+) -> Result<std::result::Result<ScannedRecord, String>> {
+    let io = |e| Error::io("reading segment", e);
+    // flags and length are two BSUInts of at most 10 bytes each.
+    let avail = (w.len - off).min(20) as usize;
+    let head = w.get(off, avail).map_err(io)?.unwrap_or_default().to_vec();
+    let mut r = Reader::new(&head);
+    let (flags, n) = match (r.bsuint(), r.bsuint()) {
+        (Ok(f), Ok(n)) => (f, n),
+        _ => return Ok(Err("truncated legacy record header".into())),
+    };
+    if flags & !LEGACY_FLAG_ZLIB != 0 {
+        return Ok(Err(format!("unknown legacy record flags {flags:#x}")));
+    }
+    if n > MAX_BLOCK_LEN as u64 {
+        return Ok(Err(format!("absurd legacy payload length {n}")));
+    }
+    let payload_at = off + r.position() as u64;
+    let Some(payload) = w.get(payload_at, n as usize).map_err(io)? else {
+        return Ok(Err("truncated legacy record".into()));
+    };
+    let codec = if flags & LEGACY_FLAG_ZLIB != 0 {
+        Codec::Zlib
+    } else {
+        Codec::None
+    };
+    let data = match codec {
+        Codec::Zlib => match inflate_unbounded(payload) {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(e)),
+        },
+        _ => payload.to_vec(),
+    };
+    Ok(Ok(ScannedRecord {
+        offset: payload_at,
+        hash: alg.hash(&data),
+        codec,
+        stored_len: n as u32,
+        raw_len: data.len() as u32,
+        end: payload_at + n,
+    }))
+}
+
+/// Inflates a legacy zlib payload of unknown raw length, refusing more than [`MAX_BLOCK_LEN`].
+fn inflate_unbounded(payload: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    flate2::read::ZlibDecoder::new(payload)
+        .take(MAX_BLOCK_LEN as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("zlib: {e}"))?;
+    if out.len() > MAX_BLOCK_LEN {
+        return Err("legacy payload inflates beyond the block limit".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::{Fs, OpenMode, SimFs};
+    use proptest::prelude::*;
+    use std::path::Path;
+
+    fn file_with(bytes: &[u8]) -> std::sync::Arc<dyn FileIo> {
+        let fs = SimFs::new();
+        let f = fs.open(Path::new("/f"), OpenMode::CreateNew).unwrap();
+        f.write_at(bytes, 0).unwrap();
+        f
+    }
+
+    #[test]
+    fn header_detects_formats() {
+        let h = segment_header();
+        assert_eq!(
+            check_header(&h, "x").unwrap(),
+            HeaderCheck::Format(SegmentFormat::V1)
+        );
+        assert_eq!(check_header(&h[..5], "x").unwrap(), HeaderCheck::Torn);
+        assert_eq!(
+            check_header(&[1, 0x83, 0x1d], "x").unwrap(),
+            HeaderCheck::Format(SegmentFormat::Legacy)
+        );
+        let mut bad = h;
+        bad[9] ^= 1;
+        assert!(check_header(&bad, "x").is_err());
+    }
+
+    #[test]
+    fn records_roundtrip_and_compress_only_when_it_pays() {
+        let text = b"abcabcabc".repeat(100);
+        let random: Vec<u8> = (0..1000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let mut seg = segment_header().to_vec();
+        let mut offs = Vec::new();
+        for data in [&text[..], &random[..], b"tiny"] {
+            let h = HashAlg::Blake3.hash(data);
+            let rec = encode_record(&h, data, 3).unwrap();
+            offs.push((seg.len() as u64, h, rec.stored_len, rec.codec));
+            seg.extend_from_slice(&rec.bytes);
+        }
+        assert_eq!(offs[0].3, Codec::Zstd);
+        assert_eq!(offs[2].3, Codec::None);
+        let f = file_with(&seg);
+        for (off, h, sl, _) in &offs {
+            let data = read_record(&*f, "seg", *off, h, *sl).unwrap();
+            assert!(h.matches(&data));
+        }
+        let mut n = 0;
+        let end = scan_v1(&*f, SEGMENT_HEADER_LEN, true, |_| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((n, end), (3, ScanEnd::Clean(seg.len() as u64)));
+    }
+
+    #[test]
+    fn torn_tail_ends_the_scan_and_resync_skips_a_bad_record() {
+        let mut seg = segment_header().to_vec();
+        let mut starts = Vec::new();
+        for i in 0..3u8 {
+            let data = vec![i; 200];
+            starts.push(seg.len() as u64);
+            seg.extend_from_slice(
+                &encode_record(&HashAlg::Sha1.hash(&data), &data, 1)
+                    .unwrap()
+                    .bytes,
+            );
+        }
+        let f = file_with(&seg[..seg.len() - 3]);
+        let end = scan_v1(&*f, SEGMENT_HEADER_LEN, false, |_| Ok(())).unwrap();
+        assert!(matches!(end, ScanEnd::Bad { offset, .. } if offset == starts[2]));
+        let mut broken = seg.clone();
+        broken[starts[1] as usize + 30] ^= 0xff;
+        let f = file_with(&broken);
+        assert_eq!(resync_v1(&*f, starts[1]).unwrap(), Some(starts[2]));
+    }
+
+    #[test]
+    fn legacy_records_rehash() {
+        use flate2::write::ZlibEncoder;
+        use std::io::Write;
+        let data = b"hello legacy world ".repeat(20);
+        let mut z = ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&data).unwrap();
+        let zdata = z.finish().unwrap();
+        let mut seg = Vec::new();
+        for (flags, payload) in [(0u64, &data[..]), (1, &zdata[..])] {
+            crate::codec::put_bsuint(&mut seg, flags);
+            crate::codec::put_bsdata(&mut seg, payload);
+        }
+        let f = file_with(&seg);
+        let mut recs = Vec::new();
+        let end = scan_legacy(&*f, 0, HashAlg::Blake3, |r| {
+            recs.push(r);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(end, ScanEnd::Clean(seg.len() as u64));
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].hash, recs[1].hash);
+        let r = &recs[1];
+        let got = read_legacy(
+            &*f,
+            "l",
+            r.offset,
+            &r.hash,
+            r.codec,
+            r.stored_len,
+            r.raw_len,
+        )
+        .unwrap();
+        assert_eq!(got, data);
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_segments_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let f = file_with(&bytes);
+            let _ = scan_v1(&*f, 0, true, |_| Ok(()));
+            let _ = scan_legacy(&*f, 0, HashAlg::Blake3, |_| Ok(()));
+            let _ = check_header(&bytes, "x");
+            let _ = parse_record_header(&bytes);
+        }
+
+        #[test]
+        fn record_roundtrip(data in proptest::collection::vec(any::<u8>(), 0..3000), level in 0i32..4) {
+            let h = HashAlg::Blake3.hash(&data);
+            let rec = encode_record(&h, &data, level).unwrap();
+            let f = file_with(&rec.bytes);
+            prop_assert_eq!(read_record(&*f, "s", 0, &h, rec.stored_len).unwrap(), data);
+        }
+    }
+}
