@@ -18,7 +18,12 @@ pub struct Cli {
     #[arg(short = 'S', long = "store", global = true, env = "VT_STORE")]
     pub store: Option<String>,
     /// Hash algorithm for new blocks (blake3, sha256, sha1).
-    #[arg(long = "hash", global = true, env = "VT_HASHNAME", default_value = "blake3")]
+    #[arg(
+        long = "hash",
+        global = true,
+        env = "VT_HASHNAME",
+        default_value = "blake3"
+    )]
     pub hash: String,
     /// Print less (no progress, no summaries).
     #[arg(short, long, global = true)]
@@ -54,6 +59,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             output::error_line(&e);
             ExitCode::from(1)

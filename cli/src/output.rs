@@ -42,3 +42,11 @@ pub fn byte_progress(quiet: bool, total: Option<u64>, what: &str) -> ProgressBar
 pub fn human_bytes(n: u64) -> String {
     indicatif::BinaryBytes(n).to_string()
 }
+
+/// True when the error comes from writing to a closed pipe (e.g. `vt dump | head`).
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

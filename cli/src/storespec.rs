@@ -51,7 +51,7 @@ impl StoreSpec {
     /// Opens the store. The default store is created when missing; others must exist.
     pub fn open(&self, hash: HashAlg, read_only: bool) -> anyhow::Result<Arc<dyn Store>> {
         match self {
-            StoreSpec::Memory => Ok(Arc::new(MemoryStore::new(hash, 1 << 30))),
+            StoreSpec::Memory => Ok(Arc::new(MemoryStore::with_capacity(hash, 1 << 30))),
             StoreSpec::DataDir { .. } => Ok(self.open_datadir(hash, read_only)?),
         }
     }
@@ -76,6 +76,8 @@ impl StoreSpec {
         } else {
             DataDir::open(path, opts)
         };
-        Ok(Arc::new(store.with_context(|| format!("open store {}", path.display()))?))
+        Ok(Arc::new(store.with_context(|| {
+            format!("open store {}", path.display())
+        })?))
     }
 }

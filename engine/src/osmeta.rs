@@ -167,10 +167,17 @@ pub fn apply(
     if opts.owner {
         // A name known here wins; else the recorded number; else leave it unchanged.
         let uid = meta.user.as_deref().and_then(|n| names.uid(n)).or(meta.uid);
-        let gid = meta.group.as_deref().and_then(|n| names.gid(n)).or(meta.gid);
+        let gid = meta
+            .group
+            .as_deref()
+            .and_then(|n| names.gid(n))
+            .or(meta.gid);
         if uid.is_some() || gid.is_some() {
             if let Err(e) = std::os::unix::fs::lchown(path, uid, gid) {
-                warnings.push(format!("{}: cannot set owner {uid:?}:{gid:?}: {e}", path.display()));
+                warnings.push(format!(
+                    "{}: cannot set owner {uid:?}:{gid:?}: {e}",
+                    path.display()
+                ));
             }
         }
     }
@@ -201,8 +208,14 @@ pub fn set_mtime(path: &Path, mtime_ns: i64) -> Result<()> {
         mtime_ns.div_euclid(1_000_000_000),
         mtime_ns.rem_euclid(1_000_000_000),
     );
-    utimensat(nix::fcntl::AT_FDCWD, path, &ts, &ts, UtimensatFlags::NoFollowSymlink)
-        .map_err(|e| Error::io(format!("set times of {}", path.display()), e.into()))
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &ts,
+        &ts,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(|e| Error::io(format!("set times of {}", path.display()), e.into()))
 }
 
 trait OsStrCompat {

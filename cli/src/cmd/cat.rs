@@ -27,7 +27,9 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode>
         {
             return Ok(std::process::ExitCode::SUCCESS)
         }
-        r => r.context("read content")?,
+        r => {
+            r.context("read content")?;
+        }
     }
     out.flush().ok();
     Ok(std::process::ExitCode::SUCCESS)

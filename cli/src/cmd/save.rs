@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use std::io::Read;
 use std::path::PathBuf;
 use vt_engine::blockify::{blockify_reader, BlockifyOptions};
+use vt_engine::store::StoreSink;
 
 /// Arguments of `vt save`.
 #[derive(Debug, clap::Args)]
@@ -20,12 +21,11 @@ pub struct Args {
 /// Stores the content, commits, and prints the top reference's transcription.
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode> {
     let store = ctx.open_store()?;
-    let mut opts = BlockifyOptions::default();
-    opts.hash_alg = ctx.hash;
-    if args.csvt {
-        opts = BlockifyOptions::csvt();
-        opts.hash_alg = ctx.hash;
-    }
+    let opts = if args.csvt {
+        BlockifyOptions::csvt(ctx.hash)
+    } else {
+        BlockifyOptions::with_hash_alg(ctx.hash)
+    };
     let (reader, total): (Box<dyn Read + Send>, Option<u64>) = if args.path.as_os_str() == "-" {
         (Box::new(std::io::stdin()), None)
     } else {
@@ -36,7 +36,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode>
     };
     let pb = output::byte_progress(ctx.quiet, total, "save");
     let reader = pb.wrap_read(reader);
-    let top = blockify_reader(reader, store.as_ref(), &opts)
+    let top = blockify_reader(reader, &StoreSink(store.as_ref()), &opts)
         .with_context(|| format!("save {}", args.path.display()))?;
     store.flush().context("commit")?;
     pb.finish_and_clear();

@@ -113,3 +113,13 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         (**self).set_complete(hash)
     }
 }
+
+/// Lets a `&dyn Store` serve as blockify's sink (trait objects cannot be re-cast).
+#[derive(Debug, Clone, Copy)]
+pub struct StoreSink<'a>(pub &'a dyn Store);
+
+impl crate::blockify::BlockSink for StoreSink<'_> {
+    fn put(&self, hash: HashCode, data: &[u8]) -> Result<()> {
+        self.0.add_hashed(hash, data).map(|_| ())
+    }
+}

@@ -53,14 +53,19 @@ pub fn dirent_meta(os: &OsMeta) -> Meta {
     m.user = os.uid.map(|u| Owner::from_id(u, os.user.as_deref()));
     m.group = os.gid.map(|g| Owner::from_id(g, os.group.as_deref()));
     m.mtime_ns = Some(i128::from(os.mtime_ns));
-    m.xattrs = os.xattrs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    m.xattrs = os
+        .xattrs
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     m
 }
 
 /// The dirent meta of a special file.
 pub fn special_meta(os: &OsMeta, kind: SpecialKind, rdev: u64) -> Meta {
     let mut m = dirent_meta(os);
-    m.other.insert(K_FTYPE.into(), Json::Str(JStr::from_text(kind.name())));
+    m.other
+        .insert(K_FTYPE.into(), Json::Str(JStr::from_text(kind.name())));
     if kind != SpecialKind::Fifo {
         m.other.insert(K_RDEV.into(), Json::Num(rdev.to_string()));
     }
@@ -87,7 +92,11 @@ pub fn special_of(m: &Meta) -> Option<(SpecialKind, u64)> {
 
 /// OS metadata to apply for a dirent's meta. Entries with no ACL get `default_mode`.
 pub fn os_meta(m: &Meta, default_mode: u32) -> OsMeta {
-    let mode = if m.acl.is_some() { m.mode() } else { default_mode };
+    let mode = if m.acl.is_some() {
+        m.mode()
+    } else {
+        default_mode
+    };
     let (user, uid) = split_owner(m.user.as_ref());
     let (group, gid) = split_owner(m.group.as_ref());
     OsMeta {
@@ -96,10 +105,7 @@ pub fn os_meta(m: &Meta, default_mode: u32) -> OsMeta {
         gid,
         user,
         group,
-        mtime_ns: m
-            .mtime_ns
-            .and_then(|n| i64::try_from(n).ok())
-            .unwrap_or(0),
+        mtime_ns: m.mtime_ns.and_then(|n| i64::try_from(n).ok()).unwrap_or(0),
         xattrs: m.xattrs.iter().cloned().collect(),
     }
 }
@@ -125,7 +131,9 @@ mod tests {
             user: Some("root".into()),
             group: Some("root".into()),
             mtime_ns: 1_700_000_000_123_456_789,
-            xattrs: [(b"user.a".to_vec(), b"\x00\xff".to_vec())].into_iter().collect(),
+            xattrs: [(b"user.a".to_vec(), b"\x00\xff".to_vec())]
+                .into_iter()
+                .collect(),
         };
         let m = dirent_meta(&os);
         let back = os_meta(&Meta::from_text(&m.to_text()).unwrap(), 0o644);

@@ -8,8 +8,8 @@ pub use meta::{dirent_meta, os_meta, special_of, SpecialKind};
 pub use pack::pack;
 pub use restore::{read_dir_entries, restore};
 
-use crate::blockify::BlockifyOptions;
 use crate::block::BlockRef;
+use crate::blockify::BlockifyOptions;
 use crate::dir::{Dirent, DirentKind};
 use crate::error::{Error, Result};
 use crate::read;
@@ -82,14 +82,22 @@ impl Progress {
 
 /// Calls `f` for each leaf of `block` in content order, with its bytes when the leaf
 /// is stored (hash) or literal; RLE and sub-block leaves get `None`.
-pub fn for_each_leaf(store: &dyn Store, block: &BlockRef, f: &mut dyn FnMut(&BlockRef, Option<&[u8]>) -> Result<()>) -> Result<()> {
+pub fn for_each_leaf(
+    store: &dyn Store,
+    block: &BlockRef,
+    f: &mut dyn FnMut(&BlockRef, Option<&[u8]>) -> Result<()>,
+) -> Result<()> {
     match block {
         BlockRef::Indirect { hash, span } => {
             let data = store.get_required(hash)?;
             let children = BlockRef::decode_all(&data)?;
             let total: u64 = children.iter().map(BlockRef::span).sum();
             if total != *span {
-                return Err(Error::corrupt(hash.to_string(), 0, format!("indirect block children span {total}, reference says {span}")));
+                return Err(Error::corrupt(
+                    hash.to_string(),
+                    0,
+                    format!("indirect block children span {total}, reference says {span}"),
+                ));
             }
             for c in &children {
                 for_each_leaf(store, c, f)?;
@@ -99,7 +107,11 @@ pub fn for_each_leaf(store: &dyn Store, block: &BlockRef, f: &mut dyn FnMut(&Blo
         BlockRef::Hash { hash, span } => {
             let data = store.get_required(hash)?;
             if data.len() as u64 != *span {
-                return Err(Error::corrupt(hash.to_string(), 0, format!("block has {} bytes, reference says {span}", data.len())));
+                return Err(Error::corrupt(
+                    hash.to_string(),
+                    0,
+                    format!("block has {} bytes, reference says {span}", data.len()),
+                ));
             }
             f(block, Some(&data))
         }
@@ -115,7 +127,10 @@ pub fn resolve(store: &dyn Store, root: &Dirent, subpath: &str) -> Result<Dirent
     let mut cur = root.clone();
     for comp in subpath.split('/').filter(|c| !c.is_empty() && *c != ".") {
         if cur.kind != DirentKind::Dir {
-            return Err(Error::bad(format!("{subpath}: {} is not a directory", String::from_utf8_lossy(&cur.name))));
+            return Err(Error::bad(format!(
+                "{subpath}: {} is not a directory",
+                String::from_utf8_lossy(&cur.name)
+            )));
         }
         cur = read_dir_entries(store, &cur)?
             .into_iter()
@@ -166,7 +181,10 @@ fn count(store: &dyn Store, d: &Dirent, s: &mut TreeStats) -> Result<()> {
 pub fn check_present(store: &dyn Store, d: &Dirent) -> Result<()> {
     if let Some(b) = &d.block {
         if !read::ensure_complete(store, b)? {
-            return Err(Error::bad(format!("{}: blocks of the tree are missing", String::from_utf8_lossy(&d.name))));
+            return Err(Error::bad(format!(
+                "{}: blocks of the tree are missing",
+                String::from_utf8_lossy(&d.name)
+            )));
         }
     }
     if d.kind == DirentKind::Dir {

@@ -2,14 +2,14 @@
 
 use super::meta::{dirent_meta, special_meta, SpecialKind};
 use super::{Progress, TreeOptions};
-use crate::blockify::{blockify_bytes, blockify_reader, BlockSink, BlockifyOptions};
 use crate::block::BlockRef;
+use crate::blockify::{blockify_bytes, blockify_reader, BlockifyOptions};
 use crate::dir::{self, Dirent};
 use crate::error::{Error, IoContext, Result};
 use crate::filecache::{FileCache, FileStamp};
 use crate::osmeta::{NameCache, OsMeta};
-use uuid::Uuid;
 use crate::store::Store;
+use crate::store::StoreSink;
 use std::collections::HashMap;
 use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
@@ -17,6 +17,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
+use uuid::Uuid;
 
 /// Files up to this size are read whole and chunked on one worker thread.
 const SMALL_FILE: u64 = 4 << 20;
@@ -24,11 +25,33 @@ const SMALL_FILE: u64 = 4 << 20;
 /// A walked entry, before its content is stored.
 #[derive(Debug)]
 enum Node {
-    File { name: Vec<u8>, meta: OsMeta, job: usize, uuid: Option<Uuid> },
-    HardLink { name: Vec<u8>, meta: OsMeta, uuid: Uuid },
-    Dir { name: Vec<u8>, meta: OsMeta, children: Vec<Node> },
-    Symlink { name: Vec<u8>, meta: OsMeta, target: Vec<u8> },
-    Special { name: Vec<u8>, meta: OsMeta, kind: SpecialKind, rdev: u64 },
+    File {
+        name: Vec<u8>,
+        meta: OsMeta,
+        job: usize,
+        uuid: Option<Uuid>,
+    },
+    HardLink {
+        name: Vec<u8>,
+        meta: OsMeta,
+        uuid: Uuid,
+    },
+    Dir {
+        name: Vec<u8>,
+        meta: OsMeta,
+        children: Vec<Node>,
+    },
+    Symlink {
+        name: Vec<u8>,
+        meta: OsMeta,
+        target: Vec<u8>,
+    },
+    Special {
+        name: Vec<u8>,
+        meta: OsMeta,
+        kind: SpecialKind,
+        rdev: u64,
+    },
 }
 
 /// A file whose content must be stored.
@@ -54,7 +77,13 @@ struct Walker<'a> {
 /// Files are looked up in `cache` first; their stamps are recorded into it. Fails on
 /// I/O errors reading the tree or when the store fails; unsupported entries
 /// (sockets) are reported through `progress` and skipped.
-pub fn pack(store: &dyn Store, root: &Path, cache: Option<&FileCache>, opts: &TreeOptions, progress: &Progress) -> Result<Dirent> {
+pub fn pack(
+    store: &dyn Store,
+    root: &Path,
+    cache: Option<&FileCache>,
+    opts: &TreeOptions,
+    progress: &Progress,
+) -> Result<Dirent> {
     let m = std::fs::symlink_metadata(root).ctx(|| format!("stat {}", root.display()))?;
     let name = root
         .file_name()
@@ -86,19 +115,39 @@ impl Walker<'_> {
                 self.walk_dir(path)?
             };
             self.progress.dirs.fetch_add(1, Ordering::Relaxed);
-            Node::Dir { name, meta, children }
+            Node::Dir {
+                name,
+                meta,
+                children,
+            }
         } else if ft.is_file() {
             self.file_node(path, name, meta, m)
         } else if ft.is_symlink() {
             let target = std::fs::read_link(path).ctx(|| format!("readlink {}", path.display()))?;
             self.progress.files.fetch_add(1, Ordering::Relaxed);
-            Node::Symlink { name, meta, target: target.as_os_str().as_bytes().to_vec() }
+            Node::Symlink {
+                name,
+                meta,
+                target: target.as_os_str().as_bytes().to_vec(),
+            }
         } else if let Some(kind) = SpecialKind::of(&ft) {
             self.progress.files.fetch_add(1, Ordering::Relaxed);
-            Node::Special { name, meta, kind, rdev: m.rdev() }
+            Node::Special {
+                name,
+                meta,
+                kind,
+                rdev: m.rdev(),
+            }
         } else {
-            let what = if ft.is_socket() { "socket" } else { "unknown file type" };
-            self.progress.warn(format!("{}: skipped ({what}: cannot be stored)", path.display()));
+            let what = if ft.is_socket() {
+                "socket"
+            } else {
+                "unknown file type"
+            };
+            self.progress.warn(format!(
+                "{}: skipped ({what}: cannot be stored)",
+                path.display()
+            ));
             return Ok(None);
         }))
     }
@@ -125,20 +174,40 @@ impl Walker<'_> {
         let mut uuid = None;
         if m.nlink() > 1 {
             if let Some(u) = self.links.get(&(m.dev(), m.ino())) {
-                return Node::HardLink { name, meta, uuid: *u };
+                return Node::HardLink {
+                    name,
+                    meta,
+                    uuid: *u,
+                };
             }
             let u = Uuid::new_v4();
             self.links.insert((m.dev(), m.ino()), u);
             uuid = Some(u);
         }
-        self.progress.bytes_total.fetch_add(m.len(), Ordering::Relaxed);
-        self.jobs.push(FileJob { path: path.to_path_buf(), stamp: FileStamp::of(m) });
-        Node::File { name, meta, job: self.jobs.len() - 1, uuid }
+        self.progress
+            .bytes_total
+            .fetch_add(m.len(), Ordering::Relaxed);
+        self.jobs.push(FileJob {
+            path: path.to_path_buf(),
+            stamp: FileStamp::of(m),
+        });
+        Node::File {
+            name,
+            meta,
+            job: self.jobs.len() - 1,
+            uuid,
+        }
     }
 }
 
 /// Stores every file's content, on `opts.threads` workers; returns refs by job index.
-fn store_files(store: &dyn Store, jobs: &[FileJob], cache: Option<&FileCache>, opts: &TreeOptions, progress: &Progress) -> Result<Vec<BlockRef>> {
+fn store_files(
+    store: &dyn Store,
+    jobs: &[FileJob],
+    cache: Option<&FileCache>,
+    opts: &TreeOptions,
+    progress: &Progress,
+) -> Result<Vec<BlockRef>> {
     let results: Vec<OnceLock<BlockRef>> = (0..jobs.len()).map(|_| OnceLock::new()).collect();
     let next = AtomicUsize::new(0);
     let first_error: OnceLock<Error> = OnceLock::new();
@@ -167,31 +236,57 @@ fn store_files(store: &dyn Store, jobs: &[FileJob], cache: Option<&FileCache>, o
     }
     results
         .into_iter()
-        .map(|r| r.into_inner().ok_or_else(|| Error::bad("a file was not stored")))
+        .map(|r| {
+            r.into_inner()
+                .ok_or_else(|| Error::bad("a file was not stored"))
+        })
         .collect()
 }
 
-fn store_one(store: &dyn Store, job: &FileJob, cache: Option<&FileCache>, opts: &TreeOptions, progress: &Progress, workers: usize) -> Result<BlockRef> {
+fn store_one(
+    store: &dyn Store,
+    job: &FileJob,
+    cache: Option<&FileCache>,
+    opts: &TreeOptions,
+    progress: &Progress,
+    workers: usize,
+) -> Result<BlockRef> {
     if let Some(b) = cache.and_then(|c| c.lookup(&job.path, &job.stamp)) {
-        if b.hashcode().is_none_or(|h| store.contains(&h).unwrap_or(false)) {
+        if b.hashcode()
+            .is_none_or(|h| store.contains(&h).unwrap_or(false))
+        {
             progress.cached_files.fetch_add(1, Ordering::Relaxed);
-            progress.bytes_done.fetch_add(job.stamp.size, Ordering::Relaxed);
+            progress
+                .bytes_done
+                .fetch_add(job.stamp.size, Ordering::Relaxed);
             return Ok(b);
         }
     }
     let f = std::fs::File::open(&job.path).ctx(|| format!("open {}", job.path.display()))?;
     let block = if job.stamp.size <= SMALL_FILE {
         let mut data = Vec::with_capacity(job.stamp.size as usize);
-        std::io::Read::read_to_end(&mut &f, &mut data).ctx(|| format!("read {}", job.path.display()))?;
-        let bopts = BlockifyOptions { threads: 1, ..opts.blockify.clone() };
-        progress.bytes_done.fetch_add(data.len() as u64, Ordering::Relaxed);
+        std::io::Read::read_to_end(&mut &f, &mut data)
+            .ctx(|| format!("read {}", job.path.display()))?;
+        let bopts = BlockifyOptions {
+            threads: 1,
+            ..opts.blockify.clone()
+        };
+        progress
+            .bytes_done
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         blockify_bytes(&data, &StoreSink(store), &bopts)?
     } else {
         // Big files run their own pipeline; share the cores with the other workers.
-        let bopts = BlockifyOptions { threads: (opts.blockify.threads / workers).max(2), ..opts.blockify.clone() };
+        let bopts = BlockifyOptions {
+            threads: (opts.blockify.threads / workers).max(2),
+            ..opts.blockify.clone()
+        };
         let reader = CountingReader { inner: f, progress };
         blockify_reader(reader, &StoreSink(store), &bopts).map_err(|e| match e {
-            Error::Io { context, source } => Error::Io { context: format!("{}: {context}", job.path.display()), source },
+            Error::Io { context, source } => Error::Io {
+                context: format!("{}: {context}", job.path.display()),
+                source,
+            },
             other => other,
         })?
     };
@@ -210,7 +305,9 @@ struct CountingReader<'a> {
 impl std::io::Read for CountingReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.progress.bytes_done.fetch_add(n as u64, Ordering::Relaxed);
+        self.progress
+            .bytes_done
+            .fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -218,7 +315,12 @@ impl std::io::Read for CountingReader<'_> {
 /// Builds dirents bottom-up, storing each directory's encoded entries.
 fn build(store: &dyn Store, node: Node, blocks: &[BlockRef], opts: &TreeOptions) -> Result<Dirent> {
     Ok(match node {
-        Node::File { name, meta, job, uuid } => {
+        Node::File {
+            name,
+            meta,
+            job,
+            uuid,
+        } => {
             let mut d = Dirent::file(&name, blocks[job].clone());
             d.meta = dirent_meta(&meta);
             d.uuid = uuid;
@@ -235,30 +337,33 @@ fn build(store: &dyn Store, node: Node, blocks: &[BlockRef], opts: &TreeOptions)
             d.meta.pathref = Some(target);
             d
         }
-        Node::Special { name, meta, kind, rdev } => {
+        Node::Special {
+            name,
+            meta,
+            kind,
+            rdev,
+        } => {
             let mut d = Dirent::file(&name, BlockRef::empty());
             d.meta = special_meta(&meta, kind, rdev);
             d
         }
-        Node::Dir { name, meta, children } => {
+        Node::Dir {
+            name,
+            meta,
+            children,
+        } => {
             let entries = children
                 .into_iter()
                 .map(|c| build(store, c, blocks, opts))
                 .collect::<Result<Vec<_>>>()?;
             let content = dir::encode_entries(&entries)?;
-            let bopts = BlockifyOptions { threads: 1, ..opts.blockify.clone() };
+            let bopts = BlockifyOptions {
+                threads: 1,
+                ..opts.blockify.clone()
+            };
             let mut d = Dirent::dir(&name, blockify_bytes(&content, &StoreSink(store), &bopts)?);
             d.meta = dirent_meta(&meta);
             d
         }
     })
-}
-
-/// Lets a `&dyn Store` serve as blockify's sink.
-struct StoreSink<'a>(&'a dyn Store);
-
-impl BlockSink for StoreSink<'_> {
-    fn put(&self, hash: crate::hash::HashCode, data: &[u8]) -> Result<()> {
-        self.0.add_hashed(hash, data).map(|_| ())
-    }
 }

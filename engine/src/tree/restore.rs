@@ -15,7 +15,6 @@ use crate::error::{Error, IoContext, Result};
 use crate::osmeta::{self, ApplyOptions, NameCache, OsMeta};
 use crate::read;
 use crate::store::Store;
-use uuid::Uuid;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io::{Seek, SeekFrom, Write};
@@ -23,6 +22,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
+use uuid::Uuid;
 
 /// Runs of zero bytes at least this long are left as holes.
 const HOLE_MIN: u64 = 4096;
@@ -42,19 +42,34 @@ struct Plan {
 ///
 /// Fails when `target` exists, on I/O errors, when a block is missing or corrupt, and on
 /// hostile entries (bad names, symlinks leading outside, dangling hard links).
-pub fn restore(store: &dyn Store, root: &Dirent, target: &Path, opts: &TreeOptions, progress: &Progress) -> Result<()> {
+pub fn restore(
+    store: &dyn Store,
+    root: &Dirent,
+    target: &Path,
+    opts: &TreeOptions,
+    progress: &Progress,
+) -> Result<()> {
     if std::fs::symlink_metadata(target).is_ok() {
-        return Err(Error::bad(format!("{} already exists; refusing to overwrite", target.display())));
+        return Err(Error::bad(format!(
+            "{} already exists; refusing to overwrite",
+            target.display()
+        )));
     }
     let mut plan = Plan::default();
     create_entry(store, root, target, target, opts, &mut plan)?;
     let names = NameCache::default();
-    let apply = ApplyOptions { owner: opts.restore_owner, xattrs: opts.xattrs };
+    let apply = ApplyOptions {
+        owner: opts.restore_owner,
+        xattrs: opts.xattrs,
+    };
     let uuids = write_files(store, &plan.files, &names, apply, opts, progress)?;
     for (path, uuid) in &plan.links {
-        let src = uuids
-            .get(uuid)
-            .ok_or_else(|| Error::bad(format!("{}: hard link to a file not in this tree", path.display())))?;
+        let src = uuids.get(uuid).ok_or_else(|| {
+            Error::bad(format!(
+                "{}: hard link to a file not in this tree",
+                path.display()
+            ))
+        })?;
         std::fs::hard_link(src, path).ctx(|| format!("link {}", path.display()))?;
     }
     for (path, meta) in &plan.symlinks {
@@ -74,11 +89,19 @@ fn warn_all(progress: &Progress, w: Vec<String>) {
 }
 
 /// Creates directories, symlinks and special files; queues regular files and links.
-fn create_entry(store: &dyn Store, d: &Dirent, path: &Path, top: &Path, opts: &TreeOptions, plan: &mut Plan) -> Result<()> {
+fn create_entry(
+    store: &dyn Store,
+    d: &Dirent,
+    path: &Path,
+    top: &Path,
+    opts: &TreeOptions,
+    plan: &mut Plan,
+) -> Result<()> {
     match d.kind {
         DirentKind::Dir => {
             std::fs::create_dir(path).ctx(|| format!("mkdir {}", path.display()))?;
-            plan.dirs.push((path.to_path_buf(), os_meta(&d.meta, 0o755)));
+            plan.dirs
+                .push((path.to_path_buf(), os_meta(&d.meta, 0o755)));
             let children = read_dir_entries(store, d)?;
             for c in &children {
                 let p = path.join(OsStr::from_bytes(&c.name));
@@ -86,10 +109,9 @@ fn create_entry(store: &dyn Store, d: &Dirent, path: &Path, top: &Path, opts: &T
             }
         }
         DirentKind::Symlink => {
-            let target = d
-                .symlink_target()
-                .map(<[u8]>::to_vec)
-                .ok_or_else(|| Error::bad(format!("{}: symlink without a target", path.display())))?;
+            let target = d.symlink_target().map(<[u8]>::to_vec).ok_or_else(|| {
+                Error::bad(format!("{}: symlink without a target", path.display()))
+            })?;
             if !opts.allow_outside_symlinks && leads_outside(path, top, &target) {
                 return Err(Error::bad(format!(
                     "{}: symlink to {:?} leads outside the restore target (refused)",
@@ -99,12 +121,13 @@ fn create_entry(store: &dyn Store, d: &Dirent, path: &Path, top: &Path, opts: &T
             }
             std::os::unix::fs::symlink(OsStr::from_bytes(&target), path)
                 .ctx(|| format!("symlink {}", path.display()))?;
-            plan.symlinks.push((path.to_path_buf(), os_meta(&d.meta, 0o777)));
+            plan.symlinks
+                .push((path.to_path_buf(), os_meta(&d.meta, 0o777)));
         }
         DirentKind::Indirect => {
-            let uuid = d
-                .uuid
-                .ok_or_else(|| Error::bad(format!("{}: hard link without a UUID", path.display())))?;
+            let uuid = d.uuid.ok_or_else(|| {
+                Error::bad(format!("{}: hard link without a UUID", path.display()))
+            })?;
             plan.links.push((path.to_path_buf(), uuid));
         }
         DirentKind::File => match special_of(&d.meta) {
@@ -158,7 +181,13 @@ fn leads_outside(link: &Path, top: &Path, target: &[u8]) -> bool {
     false
 }
 
-fn make_special(path: &Path, kind: SpecialKind, rdev: u64, meta: &OsMeta, plan: &mut Plan) -> Result<()> {
+fn make_special(
+    path: &Path,
+    kind: SpecialKind,
+    rdev: u64,
+    meta: &OsMeta,
+    plan: &mut Plan,
+) -> Result<()> {
     use nix::sys::stat::{mknod, Mode, SFlag};
     let sflag = match kind {
         SpecialKind::Fifo => SFlag::S_IFIFO,
@@ -173,7 +202,14 @@ fn make_special(path: &Path, kind: SpecialKind, rdev: u64, meta: &OsMeta, plan: 
 }
 
 /// Writes regular files on `opts.threads` workers; returns UUID → path for hard links.
-fn write_files(store: &dyn Store, files: &[(PathBuf, Dirent)], names: &NameCache, apply: ApplyOptions, opts: &TreeOptions, progress: &Progress) -> Result<HashMap<Uuid, PathBuf>> {
+fn write_files(
+    store: &dyn Store,
+    files: &[(PathBuf, Dirent)],
+    names: &NameCache,
+    apply: ApplyOptions,
+    opts: &TreeOptions,
+    progress: &Progress,
+) -> Result<HashMap<Uuid, PathBuf>> {
     let next = AtomicUsize::new(0);
     let first_error: OnceLock<Error> = OnceLock::new();
     std::thread::scope(|s| {
@@ -184,8 +220,9 @@ fn write_files(store: &dyn Store, files: &[(PathBuf, Dirent)], names: &NameCache
                     return;
                 }
                 let (path, d) = &files[i];
-                let r = write_file(store, path, d, progress)
-                    .and_then(|_| osmeta::apply(path, &os_meta(&d.meta, 0o644), false, names, apply));
+                let r = write_file(store, path, d, progress).and_then(|_| {
+                    osmeta::apply(path, &os_meta(&d.meta, 0o644), false, names, apply)
+                });
                 match r {
                     Ok(w) => warn_all(progress, w),
                     Err(e) => {
@@ -213,21 +250,32 @@ fn write_file(store: &dyn Store, path: &Path, d: &Dirent, progress: &Progress) -
         .open(path)
         .ctx(|| format!("create {}", path.display()))?;
     let block = d.block.clone().unwrap_or_else(BlockRef::empty);
-    let mut w = HoleWriter { f: &mut f, pos: 0, path };
-    super::for_each_leaf(store, &block, &mut |leaf: &BlockRef, data: Option<&[u8]>| {
-        match (leaf, data) {
-            (BlockRef::Rle { span, octet: 0 }, _) if *span >= HOLE_MIN => w.hole(*span),
-            (_, Some(bytes)) => w.write(bytes),
-            (_, None) => {
-                let bytes = read::read_all(store, leaf)?;
-                w.write(&bytes)
-            }
-        }?;
-        progress.bytes_done.fetch_add(leaf.span(), Ordering::Relaxed);
-        Ok(())
-    })?;
+    let mut w = HoleWriter {
+        f: &mut f,
+        pos: 0,
+        path,
+    };
+    super::for_each_leaf(
+        store,
+        &block,
+        &mut |leaf: &BlockRef, data: Option<&[u8]>| {
+            match (leaf, data) {
+                (BlockRef::Rle { span, octet: 0 }, _) if *span >= HOLE_MIN => w.hole(*span),
+                (_, Some(bytes)) => w.write(bytes),
+                (_, None) => {
+                    let bytes = read::read_all(store, leaf)?;
+                    w.write(&bytes)
+                }
+            }?;
+            progress
+                .bytes_done
+                .fetch_add(leaf.span(), Ordering::Relaxed);
+            Ok(())
+        },
+    )?;
     let end = w.pos;
-    f.set_len(end).ctx(|| format!("set length of {}", path.display()))?;
+    f.set_len(end)
+        .ctx(|| format!("set length of {}", path.display()))?;
     progress.files.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
@@ -240,7 +288,9 @@ struct HoleWriter<'a> {
 
 impl HoleWriter<'_> {
     fn write(&mut self, b: &[u8]) -> Result<()> {
-        self.f.write_all(b).ctx(|| format!("write {}", self.path.display()))?;
+        self.f
+            .write_all(b)
+            .ctx(|| format!("write {}", self.path.display()))?;
         self.pos += b.len() as u64;
         Ok(())
     }

@@ -1,0 +1,43 @@
+//! `vt info`: store statistics.
+
+use super::Context;
+use crate::output::human_bytes;
+
+/// Arguments of `vt info`.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+/// Prints blocks, stored vs logical bytes, segments and index size.
+pub fn run(ctx: &Context, _args: &Args) -> anyhow::Result<std::process::ExitCode> {
+    let store = ctx.spec.open_datadir(ctx.hash, true)?;
+    let i = store.info()?;
+    println!("store:          {}", store.path().display());
+    println!("blocks:         {}", i.blocks);
+    println!(
+        "logical bytes:  {} ({})",
+        i.logical_bytes,
+        human_bytes(i.logical_bytes)
+    );
+    println!(
+        "stored bytes:   {} ({})",
+        i.stored_bytes,
+        human_bytes(i.stored_bytes)
+    );
+    if i.logical_bytes > 0 {
+        println!(
+            "compression:    {:.1}%",
+            100.0 * i.stored_bytes as f64 / i.logical_bytes as f64
+        );
+    }
+    println!(
+        "segments:       {} ({})",
+        i.segments,
+        human_bytes(i.segment_bytes)
+    );
+    println!(
+        "index bytes:    {} ({})",
+        i.index_bytes,
+        human_bytes(i.index_bytes)
+    );
+    Ok(std::process::ExitCode::SUCCESS)
+}
