@@ -42,7 +42,10 @@ impl FileIo for Counting {
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn key(i: u64) -> IndexKey {
@@ -50,7 +53,14 @@ fn key(i: u64) -> IndexKey {
 }
 
 fn loc(i: u64) -> Location {
-    Location { segment: SegmentId((i >> 18) as u32), offset: (i & 0x3ffff) * 4096, stored_len: 2000, raw_len: 4096, flags: 2, generation: 0 }
+    Location {
+        segment: SegmentId((i >> 18) as u32),
+        offset: (i & 0x3ffff) * 4096,
+        stored_len: 2000,
+        raw_len: 4096,
+        flags: 2,
+        generation: 0,
+    }
 }
 
 fn bench_dir() -> PathBuf {
@@ -71,11 +81,22 @@ fn main() {
     let path = dir.join("index.redb");
     let file = OsFs.open(&path, OpenMode::CreateNew).expect("index file");
     let written = Arc::new(AtomicU64::new(0));
-    let counting = Arc::new(Counting { inner: file, written: written.clone() });
-    let index = Index::open_writable(IndexBackend::Io(counting), ConcurrencyMode::ExclusiveWriter, cache).expect("open");
+    let counting = Arc::new(Counting {
+        inner: file,
+        written: written.clone(),
+    });
+    let index = Index::open_writable(
+        IndexBackend::Io(counting),
+        ConcurrencyMode::ExclusiveWriter,
+        cache,
+    )
+    .expect("open");
     let filter = NegativeFilter::new(0);
 
-    println!("index bench: {n} blocks, {batch} per commit, cache {} MiB", cache >> 20);
+    println!(
+        "index bench: {n} blocks, {batch} per commit, cache {} MiB",
+        cache >> 20
+    );
     let t0 = Instant::now();
     let mut i = 0;
     while i < n {
@@ -99,14 +120,21 @@ fn main() {
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let logical = n * (33 + 24);
     println!("sustained adds: {add_rate} (incl. filter check + durable commits)");
-    println!("index file: {size} bytes, {:.1} bytes/block", size as f64 / n as f64);
+    println!(
+        "index file: {size} bytes, {:.1} bytes/block",
+        size as f64 / n as f64
+    );
     println!(
         "write amplification: {:.1}x ({} bytes written for {} bytes of keys+values)",
         written.load(Ordering::Relaxed) as f64 / logical as f64,
         written.load(Ordering::Relaxed),
         logical
     );
-    println!("filter memory: {} bytes ({:.2} bytes/block)", filter.memory_bytes(), filter.memory_bytes() as f64 / n as f64);
+    println!(
+        "filter memory: {} bytes ({:.2} bytes/block)",
+        filter.memory_bytes(),
+        filter.memory_bytes() as f64 / n as f64
+    );
 
     let probes = 1_000_000u64;
     let t = Instant::now();
@@ -118,12 +146,18 @@ fn main() {
             assert!(index.get(&k).expect("get").is_none());
         }
     }
-    println!("contains-miss (filter + index on false positive): {} ({fp} false positives)", rate(probes, t));
+    println!(
+        "contains-miss (filter + index on false positive): {} ({fp} false positives)",
+        rate(probes, t)
+    );
     let t = Instant::now();
     for j in n..n + probes / 4 {
         assert!(index.get(&key(j)).expect("get").is_none());
     }
-    println!("contains-miss without filter (B-tree): {}", rate(probes / 4, t));
+    println!(
+        "contains-miss without filter (B-tree): {}",
+        rate(probes / 4, t)
+    );
     let t = Instant::now();
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     for _ in 0..probes {
@@ -151,12 +185,16 @@ fn datadir_adds() {
                 let mut buf = vec![0u8; 4096];
                 for i in (th..n).step_by(2) {
                     let mut x = i.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1;
-                    let noisy = if i % 2 == 0 { 4096 } else { 512 };
+                    let noisy = if i.is_multiple_of(2) { 4096 } else { 512 };
                     for (j, b) in buf.iter_mut().enumerate() {
                         x ^= x << 13;
                         x ^= x >> 7;
                         x ^= x << 17;
-                        *b = if j < noisy { x as u8 } else { b'a' + (j % 26) as u8 };
+                        *b = if j < noisy {
+                            x as u8
+                        } else {
+                            b'a' + (j % 26) as u8
+                        };
                     }
                     s.add(&buf).expect("add");
                     if i % 50_000 == th {
