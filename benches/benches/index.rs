@@ -185,7 +185,7 @@ fn datadir_adds() {
                 let mut buf = vec![0u8; 4096];
                 for i in (th..n).step_by(2) {
                     let mut x = i.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1;
-                    let noisy = if i % 2 == 0 { 4096 } else { 512 };
+                    let noisy = if i.is_multiple_of(2) { 4096 } else { 512 };
                     for (j, b) in buf.iter_mut().enumerate() {
                         x ^= x << 13;
                         x ^= x >> 7;

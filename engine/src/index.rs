@@ -417,7 +417,7 @@ impl Index {
             self.counters()?
         };
         counters.generation += 1;
-        batch.blocks.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        batch.blocks.sort_unstable_by_key(|e| e.0);
         let mut txn = db.begin_write()?;
         txn.set_durability(if durable {
             Durability::Immediate

@@ -15,7 +15,7 @@ fn opts() -> DataDirOptions {
 
 fn block(i: u64) -> Vec<u8> {
     let text = format!("corruption test block {i} ").into_bytes();
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         text.repeat(40)
     } else {
         (0..1500u64)

@@ -29,11 +29,11 @@ fn opts(fs: &SimFs) -> DataDirOptions {
 fn block(i: u64) -> Vec<u8> {
     let len = 300 + (i * 131 % 900) as usize;
     let text = format!("record {i};").into_bytes();
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         text.repeat(len / text.len() + 1)
     } else {
         (0..len)
-            .map(|j| (j as u64 * 2654435761 ^ i * 40503) as u8)
+            .map(|j| ((j as u64 * 2654435761) ^ (i * 40503)) as u8)
             .collect()
     }
 }

@@ -18,7 +18,7 @@ fn opts() -> DataDirOptions {
 /// Deterministic test blocks: even ones compress well, odd ones do not.
 fn block(i: u64) -> Vec<u8> {
     let len = 100 + (i * 7919 % 5000) as usize;
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         format!("block {i} says hello. ")
             .into_bytes()
             .repeat(len / 20 + 1)

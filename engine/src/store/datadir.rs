@@ -139,6 +139,17 @@ struct SegmentFile {
     file: Arc<dyn FileIo>,
 }
 
+/// What a scan of one segment found.
+#[derive(Debug)]
+struct SegmentScan {
+    /// Records to index.
+    blocks: Vec<(IndexKey, Location)>,
+    /// Where the valid records end.
+    end: u64,
+    /// Bad records skipped.
+    skipped: Vec<CorruptRecord>,
+}
+
 #[derive(Debug, Default)]
 struct Pending {
     blocks: BTreeMap<IndexKey, Location>,
@@ -160,6 +171,20 @@ struct Writer {
     /// Segments created since the last commit.
     created: BTreeSet<SegmentId>,
     next_id: u32,
+    /// Set when a commit failed: an fsync error may have dropped written pages, so a retry
+    /// could "succeed" over lost bytes. Only reopening the store (recovery) clears it.
+    failed_commit: Option<String>,
+}
+
+impl Writer {
+    fn check(&self) -> Result<()> {
+        match &self.failed_commit {
+            Some(why) => Err(Error::Unsupported(format!(
+                "an earlier commit failed ({why}); abort the transaction or reopen the store"
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A persistent, deduplicating block store: segment files plus a redb index.
@@ -508,9 +533,11 @@ impl DataDir {
     /// Makes every add so far durable and visible to other processes: fsyncs the segments
     /// written (and the data directory if a segment was created), then commits the index
     /// durably. A barrier: when it returns, the adds survive a crash. Fails on I/O errors;
-    /// the pending adds are then kept (retry, or [`DataDir::abort`]).
+    /// every later add, commit and abort of this handle then fails: reopen the store, whose
+    /// recovery keeps exactly what reached the disk consistent.
     pub fn commit(&self) -> Result<()> {
         let mut w = self.writer()?.lock();
+        w.check()?;
         let (blocks, complete) = {
             let p = self.pending.read();
             (
@@ -521,17 +548,20 @@ impl DataDir {
         if blocks.is_empty() && complete.is_empty() && w.dirty.is_empty() {
             return Ok(());
         }
-        self.sync_segments(&w)?;
         let segments = self.segment_rows(&w, w.dirty.iter().copied())?;
-        self.index.commit(
-            Batch {
-                blocks,
-                set_complete: complete,
-                segments,
-                ..Batch::default()
-            },
-            true,
-        )?;
+        let batch = Batch {
+            blocks,
+            set_complete: complete,
+            segments,
+            ..Batch::default()
+        };
+        let done = self
+            .sync_segments(&w)
+            .and_then(|()| self.index.commit(batch, true));
+        if let Err(e) = done {
+            w.failed_commit = Some(e.to_string());
+            return Err(e);
+        }
         let mut p = self.pending.write();
         *p = Pending::default();
         w.committed_ends = w.ends.clone();
@@ -583,6 +613,9 @@ impl DataDir {
     pub fn abort(&self) -> Result<()> {
         let mut w = self.writer()?.lock();
         *self.pending.write() = Pending::default();
+        // After a failed commit the index may or may not have recorded the transaction:
+        // truncating could remove bytes it references. Leave them to the next open's recovery.
+        w.check()?;
         let created = std::mem::take(&mut w.created);
         for id in &created {
             if let Some(seg) = self.files.write().remove(id) {
@@ -727,7 +760,11 @@ impl DataDir {
                 file: file.clone(),
             },
         );
-        let (batch, end, skipped) = self.scan_segment(id, &info, &*file, committed_end)?;
+        let SegmentScan {
+            blocks: batch,
+            end,
+            skipped,
+        } = self.scan_segment(id, &info, &*file, committed_end)?;
         let len = file.len().ctx(|| format!("reading {}", info.name))?;
         if end < len && info.format == SegmentFormat::V1 {
             file.set_len(end)
@@ -767,7 +804,7 @@ impl DataDir {
         info: &SegmentInfo,
         file: &dyn FileIo,
         committed_end: u64,
-    ) -> Result<(Vec<(IndexKey, Location)>, u64, Vec<CorruptRecord>)> {
+    ) -> Result<SegmentScan> {
         let mut found: BTreeMap<IndexKey, Location> = BTreeMap::new();
         let mut skipped = Vec::new();
         let mut from = info.indexed_end;
@@ -823,7 +860,11 @@ impl DataDir {
                 }
             }
         };
-        Ok((found.into_iter().collect(), end, skipped))
+        Ok(SegmentScan {
+            blocks: found.into_iter().collect(),
+            end,
+            skipped,
+        })
     }
 
     /// Read-only open of a store without a usable index: scan every segment into the in-memory index.
@@ -865,7 +906,7 @@ impl DataDir {
                     file: file.clone(),
                 },
             );
-            let (blocks, end, _) = self.scan_segment(id, &info, &*file, len)?;
+            let SegmentScan { blocks, end, .. } = self.scan_segment(id, &info, &*file, len)?;
             let row = SegmentInfo {
                 indexed_end: end,
                 ..info
@@ -1048,6 +1089,7 @@ impl Store for DataDir {
         // Compress before taking the lock, so concurrent adders compress in parallel.
         let rec = encode_record(&hash, data, self.opts.compression_level)?;
         let mut w = writer.lock();
+        w.check()?;
         // Another thread may have added it meanwhile (and a commit may have indexed it).
         if self.present(&key)? {
             return Ok(false);
