@@ -4,6 +4,7 @@
 mod cmd;
 mod output;
 mod storespec;
+mod treearg;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -53,6 +54,16 @@ pub enum Command {
     Info(cmd::info::Args),
     /// Rebuild the index from the segment files.
     Reindex(cmd::reindex::Args),
+    /// Store a directory, record it in PATH.vt, then remove it (unless --keep).
+    Pack(cmd::pack::Args),
+    /// Restore a revision of an archive into a new directory.
+    Unpack(cmd::unpack::Args),
+    /// List a stored directory.
+    Ls(cmd::ls::Args),
+    /// List the revisions of an archive.
+    Log(cmd::log::Args),
+    /// Copy every block of a cs.vt DataDir store into this store.
+    Import(cmd::import::Args),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +88,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(a) => cmd::verify::run(&ctx, a),
         Command::Info(a) => cmd::info::run(&ctx, a),
         Command::Reindex(a) => cmd::reindex::run(&ctx, a),
+        Command::Pack(a) => cmd::pack::run(&ctx, a),
+        Command::Unpack(a) => cmd::unpack::run(&ctx, a),
+        Command::Ls(a) => cmd::ls::run(&ctx, a),
+        Command::Log(a) => cmd::log::run(&ctx, a),
+        Command::Import(a) => cmd::import::run(&ctx, a),
     }
 }
 

@@ -50,3 +50,64 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
+
+/// Draws a tree operation's progress from its counters until dropped.
+pub struct TreeProgressBar {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TreeProgressBar {
+    /// Starts drawing (only on a terminal and when not quiet).
+    pub fn start(
+        quiet: bool,
+        progress: std::sync::Arc<vt_engine::tree::Progress>,
+        label: &'static str,
+    ) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        if quiet || !std::io::stderr().is_terminal() {
+            return TreeProgressBar { stop, thread: None };
+        }
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let pb = ProgressBar::new(0);
+            let tmpl = "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}";
+            if let Ok(style) = ProgressStyle::with_template(tmpl) {
+                pb.set_style(style.progress_chars("=> "));
+            }
+            use vt_engine::tree::Progress as P;
+            while !flag.load(Ordering::Relaxed) {
+                pb.set_length(P::get(&progress.bytes_total).max(P::get(&progress.bytes_done)));
+                pb.set_position(P::get(&progress.bytes_done));
+                pb.set_message(format!(
+                    "{label}: {} files, {} dirs",
+                    P::get(&progress.files),
+                    P::get(&progress.dirs)
+                ));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            pb.finish_and_clear();
+        });
+        TreeProgressBar {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TreeProgressBar {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Prints the warnings a tree operation collected.
+pub fn print_warnings(progress: &vt_engine::tree::Progress) {
+    for w in progress.take_warnings() {
+        eprintln!("vt: warning: {w}");
+    }
+}

@@ -1,36 +1,36 @@
-//! `vt cat`: write a reference's content to standard output.
+//! `vt cat`: write a reference's content, or a stored file's, to standard output.
 
 use super::Context;
-use anyhow::Context as _;
+use crate::treearg;
+use anyhow::{bail, Context as _};
 use std::io::Write;
-use vt_engine::BlockRef;
+use vt_engine::{BlockRef, DirentKind};
 
 /// Arguments of `vt cat`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A block reference transcription, e.g. `B{hash:H{blake3:...},span:N}`.
+    /// A block reference (`B{...}`, `I{...}`, ...), or `ARCHIVE:path` / `D{...}:path`
+    /// naming a file inside a stored tree.
     pub reference: String,
 }
 
 /// Streams the content to standard output.
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode> {
-    let block: BlockRef = args
-        .reference
-        .parse()
-        .with_context(|| format!("parse reference {:?}", args.reference))?;
     let store = ctx.open_store_readonly()?;
+    let block = match args.reference.parse::<BlockRef>() {
+        Ok(b) => b,
+        Err(_) => {
+            let d = treearg::resolve(store.as_ref(), &args.reference)
+                .with_context(|| format!("{:?} is neither a block reference nor a stored file", args.reference))?;
+            if d.kind != DirentKind::File {
+                bail!("{}: not a regular file", args.reference);
+            }
+            d.block.unwrap_or_else(BlockRef::empty)
+        }
+    };
     let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    match vt_engine::read::write_to(store.as_ref(), &block, &mut out) {
-        Err(vt_engine::Error::Io { source, .. })
-            if source.kind() == std::io::ErrorKind::BrokenPipe =>
-        {
-            return Ok(std::process::ExitCode::SUCCESS)
-        }
-        r => {
-            r.context("read content")?;
-        }
-    }
-    out.flush().ok();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    vt_engine::read::write_to(store.as_ref(), &block, &mut out).context("read content")?;
+    out.flush().context("write to standard output")?;
     Ok(std::process::ExitCode::SUCCESS)
 }

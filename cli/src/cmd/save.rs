@@ -1,45 +1,73 @@
-//! `vt save`: store a file (or standard input) and print its reference.
+//! `vt save`: store files, trees or standard input without removing anything.
 
+use super::pack::store_tree;
 use super::Context;
 use crate::output;
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 use std::io::Read;
 use std::path::PathBuf;
 use vt_engine::blockify::{blockify_reader, BlockifyOptions};
 use vt_engine::store::StoreSink;
+use vt_engine::BlockRef;
 
 /// Arguments of `vt save`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// File to store, or `-` for standard input.
-    pub path: PathBuf,
-    /// Chunk with cs.vt's rolling hash, so the reference matches the Python system's.
+    /// Files or directories to store; `-` for standard input.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Record the stored tree as a new revision in this archive (one PATH only).
+    #[arg(short = 'a', long)]
+    pub archive: Option<PathBuf>,
+    /// Chunk with cs.vt's rolling hash, so a file's reference matches the Python system's.
     #[arg(long)]
     pub csvt: bool,
+    /// Do not use the files cache.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
-/// Stores the content, commits, and prints the top reference's transcription.
+/// Stores each PATH and prints its reference: a block reference for a file or standard
+/// input, a dirent transcription for a directory (or for anything saved with `-a`).
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode> {
+    if args.archive.is_some() && args.paths.len() != 1 {
+        bail!("-a records one tree: give exactly one PATH");
+    }
+    for path in &args.paths {
+        let is_dir = path.as_os_str() != "-" && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+        if is_dir || args.archive.is_some() {
+            if path.as_os_str() == "-" {
+                bail!("-a needs a file or directory, not standard input");
+            }
+            let root = store_tree(ctx, path, args.archive.as_deref(), !args.no_cache)?;
+            println!("{}", root.transcribe());
+        } else {
+            println!("{}", save_stream(ctx, path, args.csvt)?);
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Blockifies one file (or standard input), commits, and returns the top reference.
+fn save_stream(ctx: &Context, path: &PathBuf, csvt: bool) -> anyhow::Result<BlockRef> {
     let store = ctx.open_store()?;
-    let opts = if args.csvt {
+    let opts = if csvt {
         BlockifyOptions::csvt(ctx.hash)
     } else {
         BlockifyOptions::with_hash_alg(ctx.hash)
     };
-    let (reader, total): (Box<dyn Read + Send>, Option<u64>) = if args.path.as_os_str() == "-" {
+    let (reader, total): (Box<dyn Read + Send>, Option<u64>) = if path.as_os_str() == "-" {
         (Box::new(std::io::stdin()), None)
     } else {
-        let f = std::fs::File::open(&args.path)
-            .with_context(|| format!("open {}", args.path.display()))?;
+        let f = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
         let len = f.metadata().ok().map(|m| m.len());
         (Box::new(f), len)
     };
     let pb = output::byte_progress(ctx.quiet, total, "save");
     let reader = pb.wrap_read(reader);
     let top = blockify_reader(reader, &StoreSink(store.as_ref()), &opts)
-        .with_context(|| format!("save {}", args.path.display()))?;
+        .with_context(|| format!("save {}", path.display()))?;
     store.flush().context("commit")?;
     pb.finish_and_clear();
-    println!("{top}");
-    Ok(std::process::ExitCode::SUCCESS)
+    Ok(top)
 }
