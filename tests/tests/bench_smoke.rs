@@ -47,19 +47,30 @@ fn harness() -> PathBuf {
 
 /// The rows of the first table after `heading`, as cells (header and separator included).
 fn table_after(text: &str, heading: &str) -> Vec<Vec<String>> {
-    let start = text.find(heading).unwrap_or_else(|| panic!("no {heading:?} in report"));
+    let start = text
+        .find(heading)
+        .unwrap_or_else(|| panic!("no {heading:?} in report"));
     text[start..]
         .lines()
         .skip_while(|l| !l.starts_with('|'))
         .take_while(|l| l.starts_with('|'))
-        .map(|l| l.trim_matches('|').split('|').map(|c| c.trim().to_string()).collect())
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
         .collect()
 }
 
 fn write_fake_vt(dir: &Path) -> PathBuf {
     let path = dir.join("vt");
     fs::write(&path, FAKE_VT).expect("write stand-in vt");
-    let status = Command::new("chmod").arg("+x").arg(&path).status().expect("chmod");
+    let status = Command::new("chmod")
+        .arg("+x")
+        .arg(&path)
+        .status()
+        .expect("chmod");
     assert!(status.success());
     path
 }
@@ -80,13 +91,23 @@ fn smoke_mode_produces_a_verified_table() {
         .output()
         .expect("run benches/macro/run.sh (needs bash and python3)");
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "harness failed: {:?}\n{stderr}", run.status);
+    assert!(
+        run.status.success(),
+        "harness failed: {:?}\n{stderr}",
+        run.status
+    );
     let text = fs::read_to_string(&out).expect("harness wrote no report");
 
     assert!(text.contains("### Dataset: synthetic"), "{text}");
-    assert!(text.contains(SUMMARY_HEADER), "summary header missing:\n{text}");
+    assert!(
+        text.contains(SUMMARY_HEADER),
+        "summary header missing:\n{text}"
+    );
     let summary = table_after(&text, "#### Summary");
-    let restore_col = summary[0].iter().position(|c| c == "restore check").expect("column");
+    let restore_col = summary[0]
+        .iter()
+        .position(|c| c == "restore check")
+        .expect("column");
     let rows: Vec<&Vec<String>> = summary.iter().skip(2).collect();
 
     let mut expected = vec!["vt"];
@@ -96,23 +117,49 @@ fn smoke_mode_produces_a_verified_table() {
             .iter()
             .find(|r| r[0] == *tool)
             .unwrap_or_else(|| panic!("no summary row for {tool}:\n{text}"));
-        assert!(row[restore_col].starts_with("ok"), "{tool} restore: {}", row[restore_col]);
-        let store_mb: f64 = row[5].parse().unwrap_or_else(|_| panic!("store MB: {}", row[5]));
+        assert!(
+            row[restore_col].starts_with("ok"),
+            "{tool} restore: {}",
+            row[restore_col]
+        );
+        let store_mb: f64 = row[5]
+            .parse()
+            .unwrap_or_else(|_| panic!("store MB: {}", row[5]));
         assert!(store_mb > 0.0, "{tool} store is empty");
     }
-    let ideal = rows.iter().find(|r| r[0].starts_with("ideal")).expect("ideal row");
+    let ideal = rows
+        .iter()
+        .find(|r| r[0].starts_with("ideal"))
+        .expect("ideal row");
     assert!(ideal[6].parse::<f64>().expect("ideal ratio") > 1.0);
     for peer in PEERS.iter().filter(|p| !on_path(p)) {
-        assert!(text.contains(&format!("{peer}: not available")), "{peer} not reported");
-        assert!(!rows.iter().any(|r| r[0] == *peer), "{peer} measured but not installed");
+        assert!(
+            text.contains(&format!("{peer}: not available")),
+            "{peer} not reported"
+        );
+        assert!(
+            !rows.iter().any(|r| r[0] == *peer),
+            "{peer} measured but not installed"
+        );
     }
 
     let ratios = table_after(&text, "#### vt / peer ratios");
-    assert_eq!(ratios.len() - 2, expected.len() - 1, "one ratio row per peer:\n{text}");
+    assert_eq!(
+        ratios.len() - 2,
+        expected.len() - 1,
+        "one ratio row per peer:\n{text}"
+    );
 
     let single = table_after(&text, "### Single file");
-    for op in ["read: cat FILE > /dev/null", "hash: vt save", "read: vt cat REF > /dev/null"] {
-        let row = single.iter().find(|r| r[0] == op).unwrap_or_else(|| panic!("no {op}"));
+    for op in [
+        "read: cat FILE > /dev/null",
+        "hash: vt save",
+        "read: vt cat REF > /dev/null",
+    ] {
+        let row = single
+            .iter()
+            .find(|r| r[0] == op)
+            .unwrap_or_else(|| panic!("no {op}"));
         assert_eq!(row[5], "ok", "{op}");
     }
 }
@@ -122,7 +169,11 @@ fn vt_lacking_subcommands_is_reported_not_fatal() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let vt = tmp.path().join("vt");
     fs::write(&vt, "#!/bin/sh\necho 'vt 0.1.0'\n").expect("write");
-    Command::new("chmod").arg("+x").arg(&vt).status().expect("chmod");
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&vt)
+        .status()
+        .expect("chmod");
     let out = tmp.path().join("section.md");
     let run = Command::new("bash")
         .arg(harness())
@@ -134,8 +185,15 @@ fn vt_lacking_subcommands_is_reported_not_fatal() {
         .arg(&vt)
         .output()
         .expect("run harness");
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let text = fs::read_to_string(&out).expect("report");
-    assert!(text.contains("vt: not available (binary lacks: init, pack, unpack)"), "{text}");
+    assert!(
+        text.contains("vt: not available (binary lacks: init, pack, unpack)"),
+        "{text}"
+    );
     assert!(text.contains(SUMMARY_HEADER), "{text}");
 }
