@@ -248,6 +248,16 @@ def install_missing(tools: list[T.Tool], runner: Runner) -> None:
     runner.use_time = os.access(TIME_BIN, os.X_OK)
 
 
+def build_vt(runner: Runner) -> bool:
+    """Build the release vt of this checkout, so the measured commit is the one reported."""
+    print("building vt (cargo build --release -p vt-cli)", file=sys.stderr, flush=True)
+    r = subprocess.run(["cargo", "build", "--release", "-p", "vt-cli"], cwd=REPO,
+                       stdout=runner.log_file, stderr=runner.log_file)
+    if r.returncode != 0:
+        runner.log("cargo build --release -p vt-cli failed; target/release/vt is not used")
+    return r.returncode == 0
+
+
 MODES = {
     #         runs, kernel versions, synthetic (versions, bytes), single file bytes
     "smoke": (1, 0, (3, 2 << 20), 8 << 20),
@@ -285,6 +295,9 @@ def parse_args(argv):
                     help="dataset cache (default $VT_BENCH_DATA or target/bench-data)")
     ap.add_argument("--work", type=Path, help="scratch directory (default DATA/work)")
     ap.add_argument("--vt", help="vt binary (default $VT_BIN, target/release/vt, PATH)")
+    ap.add_argument("--no-build", action="store_true",
+                    help="do not build vt (quick/full build `cargo build --release -p vt-cli` "
+                    "unless --vt or $VT_BIN names a binary)")
     ap.add_argument("--tools", help="comma-separated subset of vt,restic,borg,casync,bup")
     ap.add_argument("--runs", type=int, help="override the number of runs")
     ap.add_argument("--seed", type=int, default=1, help="synthetic data seed")
@@ -295,7 +308,7 @@ def parse_args(argv):
     ap.add_argument("-v", "--verbose", action="store_true", help="echo the log to stderr")
     args = ap.parse_args(argv)
     if args.mode == "smoke":
-        args.no_install = args.offline = True
+        args.no_install = args.offline = args.no_build = True
     return args
 
 
@@ -308,7 +321,12 @@ def main(argv=None) -> int:
     runner = Runner(work / "bench.log", args.verbose)
     print(f"log: {runner.log_path}", file=sys.stderr)
 
-    tools = T.all_tools(T.find_vt(args.vt, REPO))
+    build = not (args.no_build or args.vt or os.environ.get("VT_BIN"))
+    if build and not build_vt(runner):
+        vt_path = shutil.which("vt")  # never measure a stale target/release/vt
+    else:
+        vt_path = T.find_vt(args.vt, REPO)
+    tools = T.all_tools(vt_path)
     if args.tools:
         keep = set(args.tools.split(","))
         tools = [t for t in tools if t.name in keep]
