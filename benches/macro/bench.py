@@ -231,9 +231,8 @@ def single_runs(vt_path, vt_ok, file: Path, work: Path, runner: Runner) -> dict:
 
 def install_missing(tools: list[T.Tool], runner: Runner) -> None:
     pkgs = [t.package for t in tools if t.package and not t.available()[0]]
-    for b, p in (("b3sum", "b3sum"), ("hyperfine", "hyperfine")):
-        if not shutil.which(b):
-            pkgs.append(p)
+    if not shutil.which("b3sum"):
+        pkgs.append("b3sum")
     if not os.access(TIME_BIN, os.X_OK):
         pkgs.append("time")
     if not pkgs:
