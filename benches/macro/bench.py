@@ -301,6 +301,7 @@ def parse_args(argv):
     ap.add_argument("--runs", type=int, help="override the number of runs")
     ap.add_argument("--seed", type=int, default=1, help="synthetic data seed")
     ap.add_argument("--synthetic", action="store_true", help="add the synthetic dataset")
+    ap.add_argument("--single-mib", type=int, help="size of the single file in MiB")
     ap.add_argument("--no-single", action="store_true", help="skip the single-file case")
     ap.add_argument("--no-install", action="store_true", help="never run apt-get install")
     ap.add_argument("--offline", action="store_true", help="use only cached datasets")
@@ -349,15 +350,20 @@ def main(argv=None) -> int:
         results[ds.name] = (ds, per_tool)
 
     single = None
-    single_bytes = MODES[args.mode][3]
+    single_bytes = args.single_mib << 20 if args.single_mib else MODES[args.mode][3]
     if not args.no_single:
         vt = next((t for t in tools if isinstance(t, T.Vt)), None)
-        vt_ok = bool(vt and vt.path and all(
-            s in T.vt_subcommands(vt.path) for s in T.VT_FILE_SUBCOMMANDS))
+        if vt and vt.path:
+            subs = T.vt_subcommands(vt.path)
+            missing = [s for s in T.VT_FILE_SUBCOMMANDS if s not in subs]
+            vt_why = f"binary lacks: {', '.join(missing)}" if missing else ""
+        else:
+            vt_why = "no vt binary"
+        vt_ok = not vt_why
         file = datasets.single_file(cache, single_bytes, args.seed, runner.log)
         samples = [single_runs(vt.path if vt else None, vt_ok, file, work, runner)
                    for _ in range(runs)]
-        single = (file, single_bytes, samples, vt_ok)
+        single = (file, single_bytes, samples, vt_why)
 
     text = report.render(args, runs, tools, status, results, single, REPO)
     if args.out:

@@ -194,7 +194,7 @@ def render_dataset(ds, per_tool, vt_status) -> list[str]:
     return out
 
 
-def render_single(file: Path, size: int, samples, vt_ok) -> list[str]:
+def render_single(file: Path, size: int, samples, vt_why: str) -> list[str]:
     out = ["", f"### Single file: {size >> 20} MiB incompressible", ""]
     ops = {}
     for sample in samples:
@@ -211,8 +211,8 @@ def render_single(file: Path, size: int, samples, vt_ok) -> list[str]:
                      "ok" if len(ok) == len(ms) else ms[0].error])
     out += table(["operation", "median s", "MB/s", "CPU s", "peak RSS MiB", "status"], rows)
     out.append("")
-    if not vt_ok:
-        out.append("vt: not available (binary lacks save or cat).")
+    if vt_why:
+        out.append(f"vt: not available ({vt_why}).")
         return out
     pairs = [("vt save / b3sum", "hash: vt save", "hash: b3sum --num-threads 2"),
              ("vt cat / cat", "read: vt cat REF > /dev/null", "read: cat FILE > /dev/null")]
