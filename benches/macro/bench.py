@@ -358,7 +358,7 @@ def main(argv=None) -> int:
             missing = [s for s in T.VT_FILE_SUBCOMMANDS if s not in subs]
             vt_why = f"binary lacks: {', '.join(missing)}" if missing else ""
         else:
-            vt_why = "no vt binary"
+            vt_why = "not among --tools" if vt is None else "no vt binary"
         vt_ok = not vt_why
         file = datasets.single_file(cache, single_bytes, args.seed, runner.log)
         samples = [single_runs(vt.path if vt else None, vt_ok, file, work, runner)

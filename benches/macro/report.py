@@ -181,9 +181,14 @@ def render_dataset(ds, per_tool, vt_status) -> list[str]:
         for name, s in sums.items()])
     out += ["", "#### vt / peer ratios", ""]
     vt = sums.get("vt")
+    if vt_status is None:
+        out.append("vt: not measured (not among --tools).")
+        return out
+    if not vt_status[0]:
+        out.append(f"vt: not available ({vt_status[1]}).")
+        return out
     if not vt or not vt["valid"]:
-        why = vt_status[1] if vt_status and not vt_status[0] else "vt result invalid"
-        out.append(f"vt: not available ({why}).")
+        out.append("vt: result invalid (see its restore check): no ratios.")
         return out
     out.append("vt's value divided by the peer's: below 1 means vt is faster, smaller or leaner.")
     out.append("")
