@@ -11,7 +11,8 @@ pub fn resolve(store: &dyn Store, arg: &str) -> anyhow::Result<Dirent> {
     let (base, sub) = split_subpath(arg);
     let root = root_dirent(base)?;
     match sub {
-        Some(s) => vt_engine::tree::resolve(store, &root, s).with_context(|| format!("find {s:?} in {base}")),
+        Some(s) => vt_engine::tree::resolve(store, &root, s)
+            .with_context(|| format!("find {s:?} in {base}")),
         None => Ok(root),
     }
 }
@@ -28,7 +29,8 @@ pub fn root_dirent(base: &str) -> anyhow::Result<Dirent> {
         bail!("cannot parse {base:?} as a dirent or block reference");
     }
     let entry = latest(Path::new(base))?;
-    Dirent::parse(&entry.transcription).with_context(|| format!("{base}: bad transcription in archive"))
+    Dirent::parse(&entry.transcription)
+        .with_context(|| format!("{base}: bad transcription in archive"))
 }
 
 /// The latest revision of an archive; fails when it has none.

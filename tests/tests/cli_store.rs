@@ -61,11 +61,15 @@ fn write_random(p: &Path, len: u64, seed: u64) {
 }
 
 fn text(len: usize) -> Vec<u8> {
-    let words = ["alpha ", "beta ", "gamma\n", "delta ", "epsilon ", "zeta\n", "eta "];
+    let words = [
+        "alpha ", "beta ", "gamma\n", "delta ", "epsilon ", "zeta\n", "eta ",
+    ];
     let mut v = Vec::with_capacity(len + 16);
     let mut i = 7usize;
     while v.len() < len {
-        i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        i = i
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         v.extend_from_slice(words[(i >> 33) % words.len()].as_bytes());
     }
     v.truncate(len);
@@ -102,7 +106,12 @@ fn save_from_stdin_and_dedup() {
     let store = init(dir.path());
     let data = text(1 << 20);
     let save = |data: &[u8]| {
-        let mut c = vt(&store).args(["save", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        let mut c = vt(&store)
+            .args(["save", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
         c.stdin.take().unwrap().write_all(data).unwrap();
         let out = c.wait_with_output().unwrap();
         assert!(out.status.success());
@@ -110,12 +119,19 @@ fn save_from_stdin_and_dedup() {
     };
     let r1 = save(&data);
     let seg_bytes = || -> u64 {
-        std::fs::read_dir(store.join("data")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
+        std::fs::read_dir(store.join("data"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
     };
     let before = seg_bytes();
     let r2 = save(&data);
     assert_eq!(r1, r2);
-    assert_eq!(seg_bytes(), before, "saving the same data again must write nothing");
+    assert_eq!(
+        seg_bytes(),
+        before,
+        "saving the same data again must write nothing"
+    );
 }
 
 #[test]
@@ -147,7 +163,12 @@ fn info_verify_dump_reindex() {
     let r = stdout(&ok(vt(&store).arg("save").arg(&p)));
     let v = ok(vt(&store).arg("fsck"));
     assert!(v.status.success());
-    let seg = std::fs::read_dir(store.join("data")).unwrap().next().unwrap().unwrap().path();
+    let seg = std::fs::read_dir(store.join("data"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let dump = stdout(&ok(vt(&store).arg("dump").arg(&seg)));
     let records = dump.lines().filter(|l| !l.starts_with('#')).count();
     assert!(records >= 2, "{dump}");
@@ -164,7 +185,12 @@ fn corrupt_segment_fails_verify_and_cat() {
     let p = dir.path().join("r");
     write_random(&p, 400_000, 3);
     let r = stdout(&ok(vt(&store).arg("save").arg(&p)));
-    let seg = std::fs::read_dir(store.join("data")).unwrap().next().unwrap().unwrap().path();
+    let seg = std::fs::read_dir(store.join("data"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let mut bytes = std::fs::read(&seg).unwrap();
     let at = bytes.len() / 2;
     bytes[at] ^= 0x55;
@@ -186,7 +212,10 @@ fn clear_errors() {
     assert!(err.contains("no store at"), "{err}");
     let store = init(dir.path());
     let err = fails(vt(&store).args(["cat", "B{garbage"]));
-    assert!(err.starts_with("vt: error:") && err.lines().count() == 1, "{err}");
+    assert!(
+        err.starts_with("vt: error:") && err.lines().count() == 1,
+        "{err}"
+    );
     let err = fails(vt(&store).args(["save", "/definitely/not/here"]));
     assert!(err.contains("/definitely/not/here"), "{err}");
     let err = fails(vt(&store).arg("init"));

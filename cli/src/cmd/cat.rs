@@ -20,8 +20,12 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode>
     let block = match args.reference.parse::<BlockRef>() {
         Ok(b) => b,
         Err(_) => {
-            let d = treearg::resolve(store.as_ref(), &args.reference)
-                .with_context(|| format!("{:?} is neither a block reference nor a stored file", args.reference))?;
+            let d = treearg::resolve(store.as_ref(), &args.reference).with_context(|| {
+                format!(
+                    "{:?} is neither a block reference nor a stored file",
+                    args.reference
+                )
+            })?;
             if d.kind != DirentKind::File {
                 bail!("{}: not a regular file", args.reference);
             }

@@ -23,12 +23,17 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode>
     if !args.archive.exists() {
         anyhow::bail!("no such archive: {}", args.archive.display());
     }
-    let store = if args.short { None } else { Some(ctx.open_store_readonly()?) };
+    let store = if args.short {
+        None
+    } else {
+        Some(ctx.open_store_readonly()?)
+    };
     for (i, e) in entries.iter().enumerate() {
         let iso = vt_engine::timefmt::iso_utc(e.when);
         let counts = match &store {
             Some(s) => {
-                let d = Dirent::parse(&e.transcription).with_context(|| format!("revision {}", i + 1))?;
+                let d = Dirent::parse(&e.transcription)
+                    .with_context(|| format!("revision {}", i + 1))?;
                 match vt_engine::tree::stats(s.as_ref(), &d) {
                     Ok(st) => format!("{:>8} files {:>10}", st.files, human_bytes(st.bytes)),
                     Err(err) => format!("(unreadable: {err})"),
@@ -36,7 +41,11 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode>
             }
             None => String::new(),
         };
-        let name = e.name.as_deref().map(|n| format!("  # {n}")).unwrap_or_default();
+        let name = e
+            .name
+            .as_deref()
+            .map(|n| format!("  # {n}"))
+            .unwrap_or_default();
         println!("{:>4}  {}  {counts}{name}", i + 1, &iso[..26]);
     }
     Ok(std::process::ExitCode::SUCCESS)

@@ -30,7 +30,13 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode>
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-fn list(store: &dyn Store, d: &Dirent, prefix: &str, recursive: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+fn list(
+    store: &dyn Store,
+    d: &Dirent,
+    prefix: &str,
+    recursive: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let entries = vt_engine::tree::read_dir_entries(store, d)?;
     for e in &entries {
         let name = format!("{prefix}{}", String::from_utf8_lossy(&e.name));
@@ -63,7 +69,11 @@ fn line_named(d: &Dirent, name: &str) -> String {
         .mtime()
         .map(|(s, _)| vt_engine::timefmt::iso_utc(s as f64)[..19].to_string())
         .unwrap_or_else(|| "-".repeat(19));
-    let mut s = format!("{kind}{} {size:>12} {when} {}", mode_string(d.meta.mode()), escape(name));
+    let mut s = format!(
+        "{kind}{} {size:>12} {when} {}",
+        mode_string(d.meta.mode()),
+        escape(name)
+    );
     if let Some(t) = d.symlink_target() {
         s.push_str(" -> ");
         s.push_str(&escape(&String::from_utf8_lossy(t)));
@@ -81,5 +91,13 @@ fn mode_string(m: u32) -> String {
 
 /// Makes control characters visible so one entry is one line.
 fn escape(s: &str) -> String {
-    s.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }

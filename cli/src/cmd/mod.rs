@@ -66,8 +66,14 @@ impl Context {
         let store_dir = self.spec.datadir_path().ok()?;
         let abs = std::fs::canonicalize(path).ok()?;
         use std::os::unix::ffi::OsStrExt;
-        let key = vt_engine::HashAlg::Blake3.hash(abs.as_os_str().as_bytes()).hex();
-        Some(store_dir.join("cache").join(format!("files-{}.cache", &key[..24])))
+        let key = vt_engine::HashAlg::Blake3
+            .hash(abs.as_os_str().as_bytes())
+            .hex();
+        Some(
+            store_dir
+                .join("cache")
+                .join(format!("files-{}.cache", &key[..24])),
+        )
     }
 
     /// Records `archive` as a root of the store, so GC keeps what it references.

@@ -30,11 +30,18 @@ pub struct Args {
 /// every block of the tree was checked present.
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode> {
     let path = args.path.as_path();
-    let meta = std::fs::symlink_metadata(path).with_context(|| format!("stat {}", path.display()))?;
+    let meta =
+        std::fs::symlink_metadata(path).with_context(|| format!("stat {}", path.display()))?;
     if !meta.is_dir() && !args.keep {
-        bail!("{} is not a directory; use `vt save` for files (or --keep)", path.display());
+        bail!(
+            "{} is not a directory; use `vt save` for files (or --keep)",
+            path.display()
+        );
     }
-    let archive = args.archive.clone().unwrap_or_else(|| archive_for(path.trim_end_slash()));
+    let archive = args
+        .archive
+        .clone()
+        .unwrap_or_else(|| archive_for(path.trim_end_slash()));
     let root = store_tree(ctx, path, Some(&archive), !args.no_cache)?;
     if !ctx.quiet {
         println!("{}", root.transcribe());
@@ -42,14 +49,23 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode>
     if !args.keep {
         std::fs::remove_dir_all(path).with_context(|| format!("remove {}", path.display()))?;
         if !ctx.quiet {
-            eprintln!("vt: packed {} into {} and removed it", path.display(), archive.display());
+            eprintln!(
+                "vt: packed {} into {} and removed it",
+                path.display(),
+                archive.display()
+            );
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// Stores the tree at `path`, commits, checks it, and appends a revision to `archive`.
-pub fn store_tree(ctx: &Context, path: &Path, archive: Option<&Path>, use_cache: bool) -> anyhow::Result<Dirent> {
+pub fn store_tree(
+    ctx: &Context,
+    path: &Path,
+    archive: Option<&Path>,
+    use_cache: bool,
+) -> anyhow::Result<Dirent> {
     let store = ctx.open_store()?;
     let opts = ctx.tree_options();
     let cache = match (use_cache, ctx.files_cache_path(path)) {

@@ -34,7 +34,8 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode>
         bail!("-a records one tree: give exactly one PATH");
     }
     for path in &args.paths {
-        let is_dir = path.as_os_str() != "-" && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+        let is_dir =
+            path.as_os_str() != "-" && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
         if is_dir || args.archive.is_some() {
             if path.as_os_str() == "-" {
                 bail!("-a needs a file or directory, not standard input");

@@ -34,11 +34,17 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode>
         None => default_target(&args.archive)?,
     };
     if std::fs::symlink_metadata(&target).is_ok() {
-        bail!("{} already exists; refusing to overwrite it", target.display());
+        bail!(
+            "{} already exists; refusing to overwrite it",
+            target.display()
+        );
     }
     let entries = Archive::new(&args.archive).entries()?;
     if entries.is_empty() {
-        bail!("{}: no revisions (or no such archive)", args.archive.display());
+        bail!(
+            "{}: no revisions (or no such archive)",
+            args.archive.display()
+        );
     }
     let entry = if let Some(at) = &args.at {
         let t = vt_engine::timefmt::parse_time(at)?;
@@ -64,7 +70,10 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode>
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-fn pick_rev(entries: &[vt_engine::archive::ArchiveEntry], rev: Option<i64>) -> anyhow::Result<&vt_engine::archive::ArchiveEntry> {
+fn pick_rev(
+    entries: &[vt_engine::archive::ArchiveEntry],
+    rev: Option<i64>,
+) -> anyhow::Result<&vt_engine::archive::ArchiveEntry> {
     let n = entries.len() as i64;
     let i = match rev {
         None => n - 1,

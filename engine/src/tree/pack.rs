@@ -180,7 +180,11 @@ impl Walker<'_> {
                     uuid: *u,
                 };
             }
-            let u = Uuid::new_v4();
+            // Derived from the first path, so re-packing the same tree gives the same root.
+            let digest = blake3::hash(path.as_os_str().as_bytes());
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&digest.as_bytes()[..16]);
+            let u = uuid::Builder::from_custom_bytes(b).into_uuid();
             self.links.insert((m.dev(), m.ino()), u);
             uuid = Some(u);
         }

@@ -253,6 +253,7 @@ fn write_file(store: &dyn Store, path: &Path, d: &Dirent, progress: &Progress) -
     let mut w = HoleWriter {
         f: &mut f,
         pos: 0,
+        seek_pending: false,
         path,
     };
     super::for_each_leaf(
@@ -280,14 +281,40 @@ fn write_file(store: &dyn Store, path: &Path, d: &Dirent, progress: &Progress) -
     Ok(())
 }
 
+/// Page size for hole detection.
+const PAGE: u64 = 4096;
+
 struct HoleWriter<'a> {
     f: &'a mut std::fs::File,
     pos: u64,
+    seek_pending: bool,
     path: &'a Path,
 }
 
 impl HoleWriter<'_> {
-    fn write(&mut self, b: &[u8]) -> Result<()> {
+    /// Writes `b`, turning whole all-zero pages into holes (as `cp --sparse` does).
+    fn write(&mut self, mut b: &[u8]) -> Result<()> {
+        while !b.is_empty() {
+            // Up to the next page boundary of the file position.
+            let n = (PAGE - self.pos % PAGE) as usize;
+            let (piece, rest) = b.split_at(n.min(b.len()));
+            if piece.len() as u64 == PAGE && piece.iter().all(|&x| x == 0) {
+                self.hole(PAGE)?;
+            } else {
+                self.write_now(piece)?;
+            }
+            b = rest;
+        }
+        Ok(())
+    }
+
+    fn write_now(&mut self, b: &[u8]) -> Result<()> {
+        if self.seek_pending {
+            self.f
+                .seek(SeekFrom::Start(self.pos))
+                .ctx(|| format!("seek {}", self.path.display()))?;
+            self.seek_pending = false;
+        }
         self.f
             .write_all(b)
             .ctx(|| format!("write {}", self.path.display()))?;
@@ -297,9 +324,7 @@ impl HoleWriter<'_> {
 
     fn hole(&mut self, n: u64) -> Result<()> {
         self.pos += n;
-        self.f
-            .seek(SeekFrom::Start(self.pos))
-            .ctx(|| format!("seek {}", self.path.display()))?;
+        self.seek_pending = true;
         Ok(())
     }
 }
