@@ -62,9 +62,11 @@ impl StoreSpec {
             StoreSpec::DataDir { path, default } => (path, *default),
             StoreSpec::Memory => bail!("this command needs a DataDir store (-S DIR)"),
         };
-        let mut opts = DataDirOptions::default();
-        opts.hash_alg = hash;
-        opts.read_only = read_only;
+        let opts = DataDirOptions {
+            hash_alg: hash,
+            read_only,
+            ..DataDirOptions::default()
+        };
         let store = if default && !read_only {
             DataDir::open_or_create(path, opts)
         } else if !path.exists() {

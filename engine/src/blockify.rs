@@ -119,8 +119,7 @@ fn is_one_octet(data: &[u8]) -> bool {
     // Most chunks differ within a few bytes; whole-word compares make runs cheap.
     let mut words = data.chunks_exact(8);
     let pattern = u64::from_ne_bytes([first; 8]);
-    (&mut words)
-        .all(|w| u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]) == pattern)
+    words.all(|w| u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]) == pattern)
         && words.remainder().iter().all(|&b| b == first)
 }
 

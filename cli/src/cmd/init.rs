@@ -18,9 +18,11 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode>
     if path.join("data").exists() {
         bail!("a store already exists at {}", path.display());
     }
-    let mut opts = DataDirOptions::default();
-    opts.hash_alg = ctx.hash;
-    opts.segment_size = args.segment_mib << 20;
+    let opts = DataDirOptions {
+        hash_alg: ctx.hash,
+        segment_size: args.segment_mib << 20,
+        ..DataDirOptions::default()
+    };
     DataDir::create(path, opts).with_context(|| format!("create store {}", path.display()))?;
     if !ctx.quiet {
         println!("created store {}", path.display());

@@ -80,13 +80,12 @@ impl Progress {
     }
 }
 
+/// A visitor of leaves: the leaf reference and, when at hand, its bytes.
+pub type LeafFn<'a> = dyn FnMut(&BlockRef, Option<&[u8]>) -> Result<()> + 'a;
+
 /// Calls `f` for each leaf of `block` in content order, with its bytes when the leaf
 /// is stored (hash) or literal; RLE and sub-block leaves get `None`.
-pub fn for_each_leaf(
-    store: &dyn Store,
-    block: &BlockRef,
-    f: &mut dyn FnMut(&BlockRef, Option<&[u8]>) -> Result<()>,
-) -> Result<()> {
+pub fn for_each_leaf(store: &dyn Store, block: &BlockRef, f: &mut LeafFn<'_>) -> Result<()> {
     match block {
         BlockRef::Indirect { hash, span } => {
             let data = store.get_required(hash)?;
