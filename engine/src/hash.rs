@@ -212,7 +212,7 @@ pub fn unhex(s: &str) -> Result<Vec<u8>> {
         (c as char).to_digit(16).map(|d| d as u8)
     }
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return Err(Error::bad(format!("hex {s:?} has odd length")));
     }
     b.chunks(2)
