@@ -115,12 +115,17 @@ pub fn leaf_ref(
 
 /// True when every byte of the non-empty `data` equals the first.
 fn is_one_octet(data: &[u8]) -> bool {
-    let first = data[0];
+    let Some(&first) = data.first() else {
+        return true;
+    };
     // Most chunks differ within a few bytes; whole-word compares make runs cheap.
-    let mut words = data.chunks_exact(8);
+    let words = data.chunks_exact(8);
+    let tail = words.remainder();
     let pattern = u64::from_ne_bytes([first; 8]);
-    words.all(|w| u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]) == pattern)
-        && words.remainder().iter().all(|&b| b == first)
+    words
+        .map(|w| u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]))
+        .all(|w| w == pattern)
+        && tail.iter().all(|&b| b == first)
 }
 
 /// Builds the indirect tree over leaf references pushed in order.

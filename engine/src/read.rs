@@ -276,7 +276,10 @@ fn write_parallel<W: Write + ?Sized>(
             s.spawn(move || fetch_jobs(store, &rx, &tx));
         }
         drop((job_rx, done_tx));
-        write_in_order(&done_rx, &credit_tx, w)
+        let written = write_in_order(&done_rx, &credit_tx, w);
+        // On an early error, closing these unblocks the walker and the fetchers.
+        drop((done_rx, credit_tx));
+        written
     })
 }
 

@@ -46,34 +46,97 @@ impl CsvtChunker {
         let n0 = self.n;
         // First index where the chunk would already hold CSVT_MIN bytes.
         let start = CSVT_MIN.saturating_sub(n0).min(data.len());
-        // h only remembers four bytes, so rebuild it from the bytes just before `start`.
-        let mut h = data[start.saturating_sub(4)..start]
-            .iter()
-            .fold(self.h, |h, &b| step(h, b));
         // Index where the chunk reaches CSVT_MAX bytes: a forced cut.
         let forced = CSVT_MAX - n0;
         let end = forced.min(data.len());
-        for (i, &b) in data[start..end].iter().enumerate() {
-            let next = step(h, b);
-            if next % CSVT_MODULUS == CSVT_TARGET {
-                // The next call re-reads this byte, so keep h as it was before it.
-                return Some(self.cut(h, start + i));
+        let cut = find_hit(self.h, data, start, end).or((forced < data.len()).then_some(forced));
+        match cut {
+            Some(at) => {
+                // The next call re-reads data[at], so keep h as it was before it.
+                self.h = hash_before(self.h, data, at);
+                self.n = 0;
+                Some(at)
             }
-            h = next;
+            None => {
+                self.h = hash_before(self.h, data, data.len());
+                self.n = n0 + data.len();
+                None
+            }
         }
-        if forced < data.len() {
-            return Some(self.cut(h, forced));
-        }
-        self.n = n0 + data.len();
-        self.h = h;
-        None
     }
+}
 
-    fn cut(&mut self, h: u32, at: usize) -> usize {
-        self.n = 0;
-        self.h = h;
-        at
+/// The rolling hash's input for one byte.
+#[inline(always)]
+fn fold(b: u8) -> u32 {
+    u32::from((b & 0x7f) ^ (b >> 7))
+}
+
+/// The hash after `data[..i]`, given `h0` before `data`: only four bytes matter.
+fn hash_before(h0: u32, data: &[u8], i: usize) -> u32 {
+    data[i.saturating_sub(4)..i]
+        .iter()
+        .fold(h0, |h, &b| step(h, b))
+}
+
+/// Modular inverse of CSVT_MODULUS mod 2^32 (Newton's iteration).
+const INVERSE: u32 = {
+    let d = CSVT_MODULUS;
+    let mut x = d;
+    let mut k = 0;
+    while k < 5 {
+        x = x.wrapping_mul(2u32.wrapping_sub(d.wrapping_mul(x)));
+        k += 1;
     }
+    x
+};
+
+/// `h % 4093 == 4091`, as "4093 divides h + 2" with one multiply: for odd `d` and
+/// `x < 2^32`, `d | x` iff `x * d^-1 mod 2^32 <= (2^32 - 1) / d`.
+#[inline(always)]
+fn is_cut_hash(h: u32) -> bool {
+    (h + (CSVT_MODULUS - CSVT_TARGET)).wrapping_mul(INVERSE) <= u32::MAX / CSVT_MODULUS
+}
+
+/// Positions scanned per block in [`find_hit`].
+const BLOCK: usize = 32;
+
+/// The first `i` in `start..end` whose hash (after `data[i]`) marks a cut.
+fn find_hit(h0: u32, data: &[u8], start: usize, end: usize) -> Option<usize> {
+    let mut i = start;
+    let mut h = hash_before(h0, data, i);
+    // The first three positions need the carried hash; later ones are computed
+    // from their four bytes directly, which lets blocks of positions vectorize.
+    while i < end && i < 3 {
+        h = step(h, data[i]);
+        if is_cut_hash(h) {
+            return Some(i);
+        }
+        i += 1;
+    }
+    while i + BLOCK <= end {
+        if let Ok(w) = <&[u8; BLOCK + 3]>::try_from(&data[i - 3..i + BLOCK]) {
+            let mut hits = 0u32;
+            for j in 0..BLOCK {
+                let h =
+                    fold(w[j]) << 21 | fold(w[j + 1]) << 14 | fold(w[j + 2]) << 7 | fold(w[j + 3]);
+                hits |= u32::from(is_cut_hash(h)) << j;
+            }
+            if hits != 0 {
+                return Some(i + hits.trailing_zeros() as usize);
+            }
+        }
+        i += BLOCK;
+    }
+    let mut h = hash_before(h0, data, i);
+    while i < end {
+        h = step(h, data[i]);
+        if is_cut_hash(h) {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -109,6 +172,13 @@ mod tests {
         }
         let got = super::super::cut_offsets(super::super::ChunkerKind::Csvt, &data);
         assert_eq!(got, reference_cuts(&data));
+    }
+
+    #[test]
+    fn divisibility_test_matches_modulo() {
+        for h in (0..1u32 << 28).step_by(997).chain(4091..20_000) {
+            assert_eq!(is_cut_hash(h), h % 4093 == 4091, "h = {h}");
+        }
     }
 
     #[test]

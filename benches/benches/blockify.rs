@@ -1,0 +1,73 @@
+//! Blockify throughput into a MemoryStore: chunking, hashing, storing, tree building.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use vt_engine::blockify::{blockify_bytes, blockify_reader, BlockifyOptions};
+use vt_engine::chunk::ChunkerKind;
+use vt_engine::read::write_to;
+use vt_engine::store::MemoryStore;
+use vt_engine::HashAlg;
+
+fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn opts(chunker: ChunkerKind, threads: usize) -> BlockifyOptions {
+    BlockifyOptions {
+        chunker,
+        hash_alg: HashAlg::Blake3,
+        threads,
+    }
+}
+
+fn blockify(c: &mut Criterion) {
+    let data = random_bytes(64 << 20, 7);
+    let mut g = c.benchmark_group("blockify");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.sample_size(10);
+    for (name, kind) in [
+        ("default", ChunkerKind::default()),
+        ("csvt", ChunkerKind::Csvt),
+    ] {
+        for threads in [1, 2] {
+            let o = opts(kind, threads);
+            g.bench_function(format!("bytes/{name}/{threads}t"), |b| {
+                b.iter(|| {
+                    let store = MemoryStore::new(HashAlg::Blake3);
+                    blockify_bytes(black_box(&data), &store, &o).unwrap()
+                })
+            });
+        }
+        let o = opts(kind, 2);
+        g.bench_function(format!("reader/{name}/2t"), |b| {
+            b.iter(|| {
+                let store = MemoryStore::new(HashAlg::Blake3);
+                blockify_reader(black_box(&data[..]), &store, &o).unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
+fn read_back(c: &mut Criterion) {
+    let data = random_bytes(64 << 20, 8);
+    let store = MemoryStore::new(HashAlg::Blake3);
+    let top = blockify_bytes(&data, &store, &opts(ChunkerKind::default(), 2)).unwrap();
+    let mut g = c.benchmark_group("read");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.sample_size(10);
+    g.bench_function("write_to/default", |b| {
+        b.iter(|| write_to(&store, &top, &mut std::io::sink()).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, blockify, read_back);
+criterion_main!(benches);
