@@ -427,7 +427,7 @@ fn killed_pack_never_loses_the_source() {
     for i in 0..40 {
         std::fs::write(
             src.join(format!("sub/f{i}")),
-            vec![i as u8; 200_000 + i * 1000],
+            vec![i as u8 + 1; 200_000 + i * 1000],
         )
         .unwrap();
     }
