@@ -19,7 +19,7 @@ use crate::hash::HashAlg;
 use crate::index::{IndexKey, SegmentId};
 use crate::segment::{SegmentFormat, REC_FIXED_LEN};
 use crate::store::datadir::DataDir;
-use crate::store::datadir_gc::{GcSession, META_GC_LAST};
+use crate::store::datadir_gc::{GcSession, Seal, META_GC_LAST};
 use plan::{Exempt, Plan, SegmentUsage};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -102,7 +102,14 @@ fn now(opts: &GcOptions) -> u64 {
 /// block: collecting below it could destroy data), on I/O and index errors, and with
 /// [`Error::Closed`] when `stop` was raised (the store stays valid).
 pub fn run(store: &DataDir, opts: &GcOptions, stop: Option<&StopFlag>) -> Result<GcReport> {
-    let session = store.gc_begin()?;
+    let seal = if opts.dry_run {
+        Seal::Never
+    } else if opts.threshold >= 1.0 {
+        Seal::Always
+    } else {
+        Seal::WhenFilled
+    };
+    let session = store.gc_begin(seal)?;
     let at = now(opts);
     store.record_clock(at)?;
     let (refs, forgotten) = resolve_roots(store, opts)?;

@@ -162,12 +162,12 @@ pub(crate) struct Writer {
     /// The segment being appended to.
     pub(crate) active: Option<SegmentId>,
     /// Current end of every segment written since open.
-    ends: HashMap<SegmentId, u64>,
+    pub(crate) ends: HashMap<SegmentId, u64>,
     /// Segment ends as of the last commit (abort truncates back to them).
     committed_ends: HashMap<SegmentId, u64>,
-    committed_active: Option<SegmentId>,
+    pub(crate) committed_active: Option<SegmentId>,
     /// Segments appended to since the last commit.
-    dirty: BTreeSet<SegmentId>,
+    pub(crate) dirty: BTreeSet<SegmentId>,
     /// Segments created since the last commit.
     created: BTreeSet<SegmentId>,
     pub(crate) next_id: u32,

@@ -68,6 +68,27 @@ pub(crate) struct GcState {
 #[derive(Debug)]
 pub struct WriteHold<'a>(#[allow(dead_code)] RwLockReadGuard<'a, ()>);
 
+/// Whether a GC seals the writer's active segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seal {
+    /// Never (dry runs change nothing).
+    Never,
+    /// When it holds at least a quarter of the segment size (avoids many small segments).
+    WhenFilled,
+    /// Always (full compaction).
+    Always,
+}
+
+impl Seal {
+    fn sealed(self, filled: bool) -> bool {
+        match self {
+            Seal::Never => false,
+            Seal::WhenFilled => filled,
+            Seal::Always => true,
+        }
+    }
+}
+
 /// A GC in progress on one handle; dropping it ends touch tracking.
 #[derive(Debug)]
 pub(crate) struct GcSession<'a> {
@@ -179,16 +200,27 @@ impl DataDir {
     }
 
     /// Starts a GC on this handle: waits for write holds, turns on touch tracking and
-    /// records where the store stood. Fails when the handle is read-only or a commit failed;
+    /// records where the store stood. Per `seal_active`, the writer's active segment is
+    /// sealed (its next append starts a new segment) so this GC may compact it. Fails when the handle is read-only or a commit failed;
     /// a second concurrent GC on the same handle waits for the first.
-    pub(crate) fn gc_begin(&self) -> Result<GcSession<'_>> {
+    pub(crate) fn gc_begin(&self, seal_active: Seal) -> Result<GcSession<'_>> {
         let running = self.gc.running.lock();
         for id in std::mem::take(&mut *self.gc.retired.lock()) {
             self.files.write().remove(&id);
         }
         let _holds = self.gc.holds.write();
-        let w = self.writer()?.lock();
+        let mut w = self.writer()?.lock();
         w.check()?;
+        let filled = w
+            .active
+            .and_then(|a| w.ends.get(&a))
+            .is_some_and(|&e| e >= self.opts.segment_size / 4);
+        if seal_active.sealed(filled) && w.dirty.is_empty() {
+            // The writer's next append starts a new segment, so the one it was filling
+            // becomes a candidate (abort falls back to `committed_active`, cleared too).
+            w.active = None;
+            w.committed_active = None;
+        }
         self.gc.active.store(true, Ordering::Release);
         let start_generation = self.index.counters()?.generation;
         Ok(GcSession {
