@@ -194,9 +194,10 @@ impl DataDir {
     /// A hold for a writer's "add blocks, commit, record the root" sequence: a GC that
     /// starts while holds exist waits for them, so blocks deduplicated before the GC
     /// started but rooted only at the end of the sequence are not collected. Holds taken
-    /// after a GC started do not wait (touch tracking protects them).
+    /// after a GC started do not wait (touch tracking protects them). A thread must not
+    /// take a second hold while it has one (a waiting GC would deadlock them both).
     pub fn write_hold(&self) -> WriteHold<'_> {
-        WriteHold(self.gc.holds.read_recursive())
+        WriteHold(self.gc.holds.read())
     }
 
     /// Starts a GC on this handle: waits for write holds, turns on touch tracking and
