@@ -712,8 +712,10 @@ impl Index {
                     generation: cur.generation,
                     ..*new
                 };
-                counters.stored_bytes = counters.stored_bytes - u64::from(cur.stored_len)
-                    + u64::from(loc.stored_len);
+                counters.stored_bytes = counters
+                    .stored_bytes
+                    .saturating_sub(u64::from(cur.stored_len))
+                    .saturating_add(u64::from(loc.stored_len));
                 blocks.insert(k, loc.encode())?;
                 done.moved += 1;
             }
@@ -727,10 +729,12 @@ impl Index {
                         done.removed += 1;
                         done.removed_stored_bytes += u64::from(loc.stored_len);
                         counters.blocks = counters.blocks.saturating_sub(1);
-                        counters.stored_bytes =
-                            counters.stored_bytes.saturating_sub(u64::from(loc.stored_len));
-                        counters.logical_bytes =
-                            counters.logical_bytes.saturating_sub(u64::from(loc.raw_len));
+                        counters.stored_bytes = counters
+                            .stored_bytes
+                            .saturating_sub(u64::from(loc.stored_len));
+                        counters.logical_bytes = counters
+                            .logical_bytes
+                            .saturating_sub(u64::from(loc.raw_len));
                     }
                     !gone
                 })?;

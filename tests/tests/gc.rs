@@ -83,7 +83,10 @@ fn unpinned_blocks_go_pinned_ones_stay() {
     assert!(ex.blocks_removed > 0);
     assert_eq!(r.mark.missing + r.mark.damaged, 0);
     assert!(segment_bytes(&s) < before - 500_000);
-    assert_eq!(vt_engine::read::read_all(&s, &keep).unwrap(), noise(1, 600_000));
+    assert_eq!(
+        vt_engine::read::read_all(&s, &keep).unwrap(),
+        noise(1, 600_000)
+    );
     assert!(matches!(
         vt_engine::read::read_all(&s, &drop),
         Err(Error::NotFound(_))

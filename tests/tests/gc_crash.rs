@@ -35,7 +35,7 @@ fn hash(i: u64) -> HashCode {
 /// Live blocks: even ones below 40 (under a pinned indirect block) and 100..104 (pinned
 /// directly). Everything else is garbage; 40..60 fill whole segments of garbage.
 fn live(i: u64) -> bool {
-    i % 2 == 0 && i < 40 || (100..105).contains(&i)
+    i.is_multiple_of(2) && i < 40 || (100..105).contains(&i)
 }
 
 fn setup(fs: &SimFs) -> Result<DataDir> {
@@ -43,7 +43,7 @@ fn setup(fs: &SimFs) -> Result<DataDir> {
     let mut children = Vec::new();
     for i in (0..60).chain(100..105) {
         s.add(&block(i))?;
-        if i % 2 == 0 && i < 40 {
+        if i.is_multiple_of(2) && i < 40 {
             children.push(BlockRef::Hash {
                 hash: hash(i),
                 span: block(i).len() as u64,
@@ -60,11 +60,13 @@ fn setup(fs: &SimFs) -> Result<DataDir> {
     let top_hash = s.add(&top)?;
     s.commit()?;
     let span = children.iter().map(BlockRef::span).sum();
-    s.pin(&BlockRef::Indirect {
-        hash: top_hash,
-        span,
-    }
-    .to_string())?;
+    s.pin(
+        &BlockRef::Indirect {
+            hash: top_hash,
+            span,
+        }
+        .to_string(),
+    )?;
     for i in 100..105 {
         s.pin(
             &BlockRef::Hash {
@@ -97,17 +99,29 @@ fn check(img: &SimFs, label: &str) {
     assert!(report.is_ok(), "{label}: {report:?}");
     let check_live = |s: &DataDir, when: &str| {
         for i in (0..60).chain(100..105).filter(|&i| live(i)) {
-            let got = s.get(&hash(i)).unwrap_or_else(|e| panic!("{label} {when}: {i}: {e}"));
-            assert_eq!(got.as_deref(), Some(&block(i)[..]), "{label} {when}: live block {i}");
+            let got = s
+                .get(&hash(i))
+                .unwrap_or_else(|e| panic!("{label} {when}: {i}: {e}"));
+            assert_eq!(
+                got.as_deref(),
+                Some(&block(i)[..]),
+                "{label} {when}: live block {i}"
+            );
         }
     };
     check_live(&s, "after reopen");
     gc::run(&s, &gc_opts(), None).unwrap_or_else(|e| panic!("{label}: second gc: {e}"));
     check_live(&s, "after second gc");
     for i in (0..60).filter(|&i| !live(i)) {
-        assert!(!s.contains(&hash(i)).unwrap(), "{label}: garbage {i} survived");
+        assert!(
+            !s.contains(&hash(i)).unwrap(),
+            "{label}: garbage {i} survived"
+        );
     }
-    assert!(s.verify().unwrap().is_ok(), "{label}: verify after second gc");
+    assert!(
+        s.verify().unwrap().is_ok(),
+        "{label}: verify after second gc"
+    );
     assert!(s.gc_leftovers().unwrap().is_empty(), "{label}");
 }
 
@@ -118,7 +132,11 @@ fn every_gc_crash_point_recovers() {
     let setup_ops = probe.ops();
     let r = gc::run(&s, &gc_opts(), None).unwrap();
     let ex = r.executed.expect("the plan has work");
-    assert!(ex.segments_rewritten > 0 && ex.segments_deleted > 0, "{}", r.plan);
+    assert!(
+        ex.segments_rewritten > 0 && ex.segments_deleted > 0,
+        "{}",
+        r.plan
+    );
     drop(s);
     let gc_ops = probe.ops() - setup_ops;
     eprintln!("{}\n{ex:?}\nGC ops: {gc_ops}", r.plan);

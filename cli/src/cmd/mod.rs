@@ -1,10 +1,15 @@
 //! One module per subcommand, plus the shared [`Context`].
 
 pub mod cat;
+pub mod compact;
 pub mod dump;
+pub mod forget;
+pub mod gc;
 pub mod info;
 pub mod init;
+pub mod pin;
 pub mod reindex;
+pub mod roots;
 pub mod save;
 pub mod verify;
 

@@ -19,9 +19,9 @@ use super::StopFlag;
 use crate::error::{Error, Result};
 use crate::hash::HashAlg;
 use crate::index::{GcSwitch, IndexKey, Location, SegmentId, FLAG_CODEC_MASK};
+use crate::segment::SEGMENT_HEADER_LEN;
 use crate::store::datadir::{DataDir, SegmentFile, Writer};
 use crate::store::datadir_gc::{encode_names, GcSession, META_GC_RETIRED};
-use crate::segment::SEGMENT_HEADER_LEN;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -182,8 +182,7 @@ fn gather(
     let set: HashSet<SegmentId> = segments.iter().copied().collect();
     let mut live = Vec::new();
     store.index.for_each(|k, loc| {
-        if set.contains(&loc.segment)
-            && (marks.is_marked(&k) || u64::from(loc.generation) > cutoff)
+        if set.contains(&loc.segment) && (marks.is_marked(&k) || u64::from(loc.generation) > cutoff)
         {
             live.push((k, loc));
         }
@@ -208,9 +207,9 @@ fn copy_record(
 ) -> Result<()> {
     let rec = store.gc_read_record(&loc, digest_len(&key)?)?;
     let len = rec.len() as u64;
-    let full = out.as_ref().is_some_and(|o| {
-        o.end > SEGMENT_HEADER_LEN && o.end + len > store.opts.segment_size
-    });
+    let full = out
+        .as_ref()
+        .is_some_and(|o| o.end > SEGMENT_HEADER_LEN && o.end + len > store.opts.segment_size);
     if full {
         if let Some(o) = out.take() {
             finish(store, o, st)?;
@@ -267,12 +266,7 @@ fn finish(store: &DataDir, o: Output, st: &mut ExecStats) -> Result<()> {
 
 /// Rescues re-referenced blocks of retired segments, then retires them in one
 /// transaction, then deletes their files.
-fn final_switch(
-    store: &DataDir,
-    plan: &Plan,
-    marks: &mut Marks,
-    st: &mut ExecStats,
-) -> Result<()> {
+fn final_switch(store: &DataDir, plan: &Plan, marks: &mut Marks, st: &mut ExecStats) -> Result<()> {
     let retire: Vec<&SegmentUsage> = plan
         .segments
         .iter()

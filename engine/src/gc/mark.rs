@@ -107,7 +107,9 @@ impl Marks {
 
     /// Bytes of memory the mark set holds (approximate for the exact set).
     pub fn memory_bytes(&self) -> usize {
-        self.prefixes.capacity() * 8 + self.bits.capacity() * 8 + (self.walked.capacity() + self.dirs.capacity()) * 48
+        self.prefixes.capacity() * 8
+            + self.bits.capacity() * 8
+            + (self.walked.capacity() + self.dirs.capacity()) * 48
     }
 }
 

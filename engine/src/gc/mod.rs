@@ -133,9 +133,14 @@ pub fn run(store: &DataDir, opts: &GcOptions, stop: Option<&StopFlag>) -> Result
         plan,
     };
     let t = report.plan.totals();
-    let worth = t.total_bytes > 0
-        && t.dead_bytes as f64 >= opts.min_dead_fraction * t.total_bytes as f64;
-    if opts.dry_run || report.plan.is_empty() || !worth {
+    let worth =
+        t.total_bytes > 0 && t.dead_bytes as f64 >= opts.min_dead_fraction * t.total_bytes as f64;
+    if opts.dry_run {
+        return Ok(report);
+    }
+    if report.plan.is_empty() || !worth {
+        drop(session);
+        record_last(store, at, 0, t.dead_bytes)?;
         return Ok(report);
     }
     let ctl = exec::Control {
@@ -145,14 +150,19 @@ pub fn run(store: &DataDir, opts: &GcOptions, stop: Option<&StopFlag>) -> Result
     };
     let stats = exec::execute(store, &session, &report.plan, &mut marks, cutoff, &ctl)?;
     drop(session);
-    let last = format!(
-        "time={at}\nfreed={}\ndead_left={}\n",
+    record_last(
+        store,
+        at,
         stats.freed_bytes,
-        t.dead_bytes.saturating_sub(t.reclaim_bytes)
-    );
-    store.gc_meta(vec![(META_GC_LAST, last.into_bytes())])?;
+        t.dead_bytes.saturating_sub(t.reclaim_bytes),
+    )?;
     report.executed = Some(stats);
     Ok(report)
+}
+
+fn record_last(store: &DataDir, at: u64, freed: u64, dead_left: u64) -> Result<()> {
+    let last = format!("time={at}\nfreed={freed}\ndead_left={dead_left}\n");
+    store.gc_meta(vec![(META_GC_LAST, last.into_bytes())])
 }
 
 /// The roots' references; refuses on problems (dropping missing archives when allowed).

@@ -47,6 +47,9 @@ pub struct Decision {
     pub reasons: Vec<&'static str>,
 }
 
+/// A calendar rule: how many buckets to keep, the bucket of a time, the reason's name.
+type BucketRule = (Option<usize>, fn(f64) -> i64, &'static str);
+
 /// Days since 1970-01-01 (UTC) of unix time `t`.
 fn day(t: f64) -> i64 {
     (t / 86400.0).floor() as i64
@@ -108,7 +111,7 @@ pub fn select(entries: &[ArchiveEntry], policy: &Policy) -> Result<Vec<Decision>
             }
         }
     }
-    let buckets: [(Option<usize>, fn(f64) -> i64, &'static str); 3] = [
+    let buckets: [BucketRule; 3] = [
         (policy.keep_daily, day, "daily"),
         (policy.keep_weekly, week, "weekly"),
         (policy.keep_monthly, month, "monthly"),
@@ -172,6 +175,46 @@ pub fn forget(
         Ok((!dry_run).then_some(kept))
     })?;
     Ok(result)
+}
+
+/// Parses a duration: `0`, or numbers with units `s`, `m`, `h`, `d`, `w`, `y` (365 days),
+/// concatenated (`1d12h`). Fails on anything else.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
+    let bad = || {
+        Error::bad(format!(
+            "bad duration {s:?} (use e.g. 90s, 30m, 1h, 7d, 2w, 1y)"
+        ))
+    };
+    if s.trim() == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let mut total: u64 = 0;
+    let mut num = String::new();
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let unit: u64 = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            'w' => 7 * 86400,
+            'y' => 365 * 86400,
+            _ => return Err(bad()),
+        };
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+        num.clear();
+    }
+    if !num.is_empty() || s.trim().is_empty() {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs(total))
 }
 
 #[cfg(test)]
@@ -259,6 +302,18 @@ mod tests {
             ..Policy::default()
         };
         assert!(select(&e, &out_of_range).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        let secs = |s| parse_duration(s).unwrap().as_secs();
+        assert_eq!(secs("0"), 0);
+        assert_eq!(secs("90s"), 90);
+        assert_eq!(secs("1d12h"), 86400 + 12 * 3600);
+        assert_eq!(secs("2w"), 14 * 86400);
+        for bad in ["", "h", "5", "1x", "-1h", "99999999999999999999y"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -33,7 +33,7 @@ impl std::fmt::Display for Root {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RootRef {
     /// A dirent (an archive revision or a pinned dirent): its whole tree.
-    Dirent(Dirent),
+    Dirent(Box<Dirent>),
     /// A pinned block reference: its block tree (not interpreted as a directory).
     Block(BlockRef),
 }
@@ -86,11 +86,15 @@ pub fn parse_ref(s: &str) -> Result<RootRef> {
         return Err(Error::bad(format!("{s:?} is not a reference")));
     }
     if let Ok(d) = Dirent::parse_with(s, Some(&AnySpan)) {
-        return Ok(RootRef::Dirent(d));
+        return Ok(RootRef::Dirent(Box::new(d)));
     }
     BlockRef::parse_with(s, Some(&AnySpan))
         .map(RootRef::Block)
-        .map_err(|e| Error::bad(format!("{s:?} is neither a dirent nor a block reference: {e}")))
+        .map_err(|e| {
+            Error::bad(format!(
+                "{s:?} is neither a dirent nor a block reference: {e}"
+            ))
+        })
 }
 
 /// Why a registered root could not be read.
@@ -124,7 +128,9 @@ pub fn resolve(roots: &[Root]) -> (Vec<RootRef>, Vec<RootProblem>) {
 
 fn load(root: &Root) -> std::result::Result<Vec<RootRef>, (bool, String)> {
     match root {
-        Root::Pin(s) => parse_ref(s).map(|r| vec![r]).map_err(|e| (false, e.to_string())),
+        Root::Pin(s) => parse_ref(s)
+            .map(|r| vec![r])
+            .map_err(|e| (false, e.to_string())),
         Root::Archive(p) => {
             match std::fs::metadata(p) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -133,12 +139,14 @@ fn load(root: &Root) -> std::result::Result<Vec<RootRef>, (bool, String)> {
                 Err(e) => return Err((false, e.to_string())),
                 Ok(_) => {}
             }
-            let entries = Archive::new(p).entries().map_err(|e| (false, e.to_string()))?;
+            let entries = Archive::new(p)
+                .entries()
+                .map_err(|e| (false, e.to_string()))?;
             entries
                 .iter()
                 .map(|e| {
                     Dirent::parse_with(&e.transcription, Some(&AnySpan))
-                        .map(RootRef::Dirent)
+                        .map(|d| RootRef::Dirent(Box::new(d)))
                         .map_err(|err| (false, format!("revision at {}: {err}", e.when)))
                 })
                 .collect()
@@ -165,9 +173,15 @@ mod tests {
     fn pins_parse_dirents_and_blockrefs() {
         let h = crate::hash::HashAlg::Blake3.hash(b"x");
         let b = BlockRef::Hash { hash: h, span: 1 };
-        assert!(matches!(parse_ref(&b.to_string()).unwrap(), RootRef::Block(_)));
+        assert!(matches!(
+            parse_ref(&b.to_string()).unwrap(),
+            RootRef::Block(_)
+        ));
         let d = Dirent::file(b"f", b);
-        assert!(matches!(parse_ref(&d.to_string()).unwrap(), RootRef::Dirent(_)));
+        assert!(matches!(
+            parse_ref(&d.to_string()).unwrap(),
+            RootRef::Dirent(_)
+        ));
         assert!(parse_ref("nonsense").is_err());
         assert!(parse_ref("").is_err());
     }

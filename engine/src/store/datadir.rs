@@ -251,7 +251,11 @@ impl DataDir {
         fs.create_dir_all(&data)
             .ctx(|| format!("creating {}", data.display()))?;
         let store = Self::open_writer(path, opts, true)?;
-        let parent = path.parent().unwrap_or(Path::new("/"));
+        let parent = match path.parent() {
+            Some(p) if p.as_os_str().is_empty() => Path::new("."),
+            Some(p) => p,
+            None => Path::new("/"),
+        };
         for dir in [path, parent] {
             store
                 .opts

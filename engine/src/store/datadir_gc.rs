@@ -124,7 +124,7 @@ pub struct GcInfo {
     pub last_freed_bytes: u64,
     /// Dead bytes the last GC's plan left in place (below the rewrite threshold).
     pub last_dead_left_bytes: u64,
-    /// Segment bytes not covered by any index entry (torn appends, duplicates, headers).
+    /// Segment bytes not covered by any index entry (torn appends, duplicates).
     pub unindexed_bytes: u64,
 }
 
@@ -294,7 +294,9 @@ impl DataDir {
         let abs = crate::gc::roots::absolute(archive)?;
         self.update_roots(|roots| {
             let before = roots.len();
-            roots.retain(|r| *r != Root::Archive(abs.clone()) && *r != Root::Archive(archive.into()));
+            roots.retain(|r| {
+                *r != Root::Archive(abs.clone()) && *r != Root::Archive(archive.into())
+            });
             roots.len() != before
         })
     }
@@ -330,9 +332,7 @@ impl DataDir {
         let v = self.index.meta(META_GC_CLOCK)?.unwrap_or_default();
         Ok(v.chunks_exact(16)
             .map(|c| {
-                let at = |i: usize| {
-                    u64::from_le_bytes(c[i..i + 8].try_into().unwrap_or_default())
-                };
+                let at = |i: usize| u64::from_le_bytes(c[i..i + 8].try_into().unwrap_or_default());
                 (at(0), at(8))
             })
             .collect())
@@ -530,7 +530,7 @@ impl DataDir {
         Ok(out)
     }
 
-    /// Segment bytes no index entry accounts for (headers included).
+    /// Segment bytes no index entry accounts for (beyond segment headers).
     fn unindexed_bytes(&self) -> Result<u64> {
         let c = self.index.counters()?;
         let mut total = 0u64;
@@ -540,9 +540,10 @@ impl DataDir {
             }
         }
         // Stored bytes count payloads only; records also carry a header and the digest.
-        let overhead = c.blocks
-            * (crate::segment::REC_FIXED_LEN as u64 + self.hash_alg_digest_len() as u64);
-        Ok(total.saturating_sub(c.stored_bytes + overhead))
+        let overhead =
+            c.blocks * (crate::segment::REC_FIXED_LEN as u64 + self.hash_alg_digest_len() as u64);
+        let headers = self.index.segments()?.len() as u64 * crate::segment::SEGMENT_HEADER_LEN;
+        Ok(total.saturating_sub(c.stored_bytes + overhead + headers))
     }
 
     fn hash_alg_digest_len(&self) -> usize {
@@ -553,7 +554,10 @@ impl DataDir {
     pub fn gc_info(&self) -> Result<GcInfo> {
         let roots = self.roots()?;
         let mut info = GcInfo {
-            archives: roots.iter().filter(|r| matches!(r, Root::Archive(_))).count() as u64,
+            archives: roots
+                .iter()
+                .filter(|r| matches!(r, Root::Archive(_)))
+                .count() as u64,
             pins: roots.iter().filter(|r| matches!(r, Root::Pin(_))).count() as u64,
             unindexed_bytes: self.unindexed_bytes()?,
             ..GcInfo::default()
@@ -589,9 +593,9 @@ impl DataDir {
         let seg = self.segment_file(loc.segment)?;
         let len = crate::segment::REC_FIXED_LEN + digest_len + loc.stored_len as usize;
         let mut buf = vec![0u8; len];
-        seg.file
-            .read_at(&mut buf, loc.offset)
-            .map_err(|e| Error::corrupt(&seg.name, loc.offset, format!("cannot read record: {e}")))?;
+        seg.file.read_at(&mut buf, loc.offset).map_err(|e| {
+            Error::corrupt(&seg.name, loc.offset, format!("cannot read record: {e}"))
+        })?;
         if !crate::segment::check_record_crc(&buf) {
             return Err(Error::corrupt(
                 &seg.name,
