@@ -236,6 +236,7 @@ fn forget_five_of_six_then_gc_matches_a_fresh_store() {
     let fresh = DataDir::create(dir.path().join("fresh"), opts()).unwrap();
     pack(&fresh, &src);
     let want = segment_bytes(&fresh);
+    eprintln!("segments: before GC {before}, after {after}, fresh store {want}");
     assert!(
         (after as f64) <= want as f64 * 1.10,
         "after GC {after} bytes (from {before}), fresh store {want}"
