@@ -64,6 +64,18 @@ pub enum Command {
     Log(cmd::log::Args),
     /// Copy every block of a cs.vt DataDir store into this store.
     Import(cmd::import::Args),
+    /// Drop revisions from an archive by retention rules (then `vt gc` reclaims space).
+    Forget(cmd::forget::Args),
+    /// Collect garbage: keep what the roots reach, rewrite or delete mostly dead segments.
+    Gc(cmd::gc::Args),
+    /// Compact now: a GC that rewrites every segment holding dead space.
+    Compact(cmd::compact::Args),
+    /// Pin a reference so GC keeps its tree.
+    Pin(cmd::pin::Args),
+    /// Remove a pin.
+    Unpin(cmd::pin::UnpinArgs),
+    /// List the roots GC keeps alive (registered archives and pins).
+    Roots(cmd::roots::Args),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +105,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ls(a) => cmd::ls::run(&ctx, a),
         Command::Log(a) => cmd::log::run(&ctx, a),
         Command::Import(a) => cmd::import::run(&ctx, a),
+        Command::Forget(a) => cmd::forget::run(&ctx, a),
+        Command::Gc(a) => cmd::gc::run(&ctx, a),
+        Command::Compact(a) => cmd::compact::run(&ctx, a),
+        Command::Pin(a) => cmd::pin::run(&ctx, a),
+        Command::Unpin(a) => cmd::pin::run_unpin(&ctx, a),
+        Command::Roots(a) => cmd::roots::run(&ctx, a),
     }
 }
 

@@ -159,6 +159,24 @@ impl Archive {
     /// Replaces the whole archive with `entries` atomically (temp file, rename, directory fsync).
     pub fn rewrite(&self, entries: &[ArchiveEntry]) -> Result<()> {
         let _lock = ArchiveLock::acquire(&self.path, LOCK_TIMEOUT)?;
+        self.replace_locked(entries)
+    }
+
+    /// Reads the entries and, when `f` returns new ones, rewrites the archive with them
+    /// atomically — all under the lock, so no concurrent append is lost in between.
+    /// Fails when `f` does, or as [`Archive::entries`] and [`Archive::rewrite`] do.
+    pub fn update(
+        &self,
+        f: impl FnOnce(Vec<ArchiveEntry>) -> Result<Option<Vec<ArchiveEntry>>>,
+    ) -> Result<()> {
+        let _lock = ArchiveLock::acquire(&self.path, LOCK_TIMEOUT)?;
+        match f(self.entries()?)? {
+            Some(entries) => self.replace_locked(&entries),
+            None => Ok(()),
+        }
+    }
+
+    fn replace_locked(&self, entries: &[ArchiveEntry]) -> Result<()> {
         let mut text = String::new();
         for e in entries {
             text.push_str(&e.to_line()?);

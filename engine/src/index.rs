@@ -652,3 +652,112 @@ mod tests {
         }
     }
 }
+
+// ---- garbage collection ------------------------------------------------------
+// Kept apart from the rest of the index so GC's one transaction stays in one place.
+
+/// One GC index switch, applied by [`Index::gc_switch`] in a single transaction.
+#[derive(Debug, Default)]
+pub struct GcSwitch {
+    /// `(key, old segment, new location)`: re-point a block whose entry still lives in the
+    /// old segment. Flags (completeness) and generation of the current entry are kept.
+    pub moves: Vec<(IndexKey, SegmentId, Location)>,
+    /// Remove every entry whose record lives in one of these segments (after the moves),
+    /// and drop their `segments` rows.
+    pub retire: Vec<SegmentId>,
+    /// Segment rows to write (the new segments).
+    pub segments: Vec<(SegmentId, SegmentInfo)>,
+    /// `meta` rows to write; an empty value removes the row.
+    pub meta: Vec<(&'static str, Vec<u8>)>,
+}
+
+/// What [`Index::gc_switch`] changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct GcSwitched {
+    /// Entries re-pointed.
+    pub moved: u64,
+    /// Entries removed.
+    pub removed: u64,
+    /// Stored bytes of the removed entries.
+    pub removed_stored_bytes: u64,
+}
+
+impl Index {
+    /// Applies `sw` durably in one transaction and updates the counters. The caller must
+    /// keep other index writers out (the counters are read inside this transaction, but
+    /// [`Index::commit`] reads them outside its own). Fails on a read-only index.
+    pub fn gc_switch(&self, sw: GcSwitch) -> Result<GcSwitched> {
+        let Db::Rw(db) = &self.db else {
+            return Err(Error::Unsupported("index is read-only".into()));
+        };
+        let mut done = GcSwitched::default();
+        let txn = db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let mut counters = meta
+                .get(META_COUNTERS)?
+                .map(|g| Counters::decode(g.value()))
+                .unwrap_or_default();
+            counters.generation += 1;
+            let mut blocks = txn.open_table(BLOCKS)?;
+            let mut moves = sw.moves;
+            moves.sort_unstable_by_key(|m| m.0);
+            for (k, old_seg, new) in &moves {
+                let cur = blocks.get(k)?.map(|g| Location::decode(&g.value()));
+                let Some(cur) = cur.filter(|c| c.segment == *old_seg) else {
+                    continue;
+                };
+                let loc = Location {
+                    flags: (new.flags & FLAG_CODEC_MASK) | (cur.flags & !FLAG_CODEC_MASK),
+                    generation: cur.generation,
+                    ..*new
+                };
+                counters.stored_bytes = counters
+                    .stored_bytes
+                    .saturating_sub(u64::from(cur.stored_len))
+                    .saturating_add(u64::from(loc.stored_len));
+                blocks.insert(k, loc.encode())?;
+                done.moved += 1;
+            }
+            if !sw.retire.is_empty() {
+                let retire: std::collections::HashSet<u32> =
+                    sw.retire.iter().map(|s| s.0).collect();
+                blocks.retain(|_, v| {
+                    let loc = Location::decode(&v);
+                    let gone = retire.contains(&loc.segment.0);
+                    if gone {
+                        done.removed += 1;
+                        done.removed_stored_bytes += u64::from(loc.stored_len);
+                        counters.blocks = counters.blocks.saturating_sub(1);
+                        counters.stored_bytes = counters
+                            .stored_bytes
+                            .saturating_sub(u64::from(loc.stored_len));
+                        counters.logical_bytes = counters
+                            .logical_bytes
+                            .saturating_sub(u64::from(loc.raw_len));
+                    }
+                    !gone
+                })?;
+            }
+            let mut segs = txn.open_table(SEGMENTS)?;
+            for id in &sw.retire {
+                segs.remove(id.0)?;
+            }
+            for (id, info) in &sw.segments {
+                segs.insert(id.0, info.encode().as_slice())?;
+            }
+            for (name, v) in &sw.meta {
+                if v.is_empty() {
+                    meta.remove(*name)?;
+                } else {
+                    meta.insert(*name, v.as_slice())?;
+                }
+            }
+            meta.insert(META_COUNTERS, counters.encode().as_slice())?;
+        }
+        txn.commit()?;
+        self.commits.fetch_add(1, Ordering::AcqRel);
+        *self.snapshot.write() = None;
+        Ok(done)
+    }
+}

@@ -39,5 +39,26 @@ pub fn run(ctx: &Context, _args: &Args) -> anyhow::Result<std::process::ExitCode
         i.index_bytes,
         human_bytes(i.index_bytes)
     );
+    print_gc(&store)?;
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The GC lines: roots, dead space known without a mark, the last GC.
+fn print_gc(store: &vt_engine::store::DataDir) -> anyhow::Result<()> {
+    let g = store.gc_info()?;
+    println!("roots:          {} archives, {} pins", g.archives, g.pins);
+    println!(
+        "dead space:     {} unindexed; {} left by the last GC",
+        human_bytes(g.unindexed_bytes),
+        human_bytes(g.last_dead_left_bytes)
+    );
+    match g.last_gc {
+        Some(t) => println!(
+            "last gc:        {} (freed {})",
+            vt_engine::timefmt::iso_utc(t),
+            human_bytes(g.last_freed_bytes)
+        ),
+        None => println!("last gc:        never"),
+    }
+    Ok(())
 }

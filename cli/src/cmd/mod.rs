@@ -1,14 +1,19 @@
 //! One module per subcommand, plus the shared [`Context`].
 
 pub mod cat;
+pub mod compact;
 pub mod dump;
+pub mod forget;
+pub mod gc;
 pub mod import;
 pub mod info;
 pub mod init;
 pub mod log;
 pub mod ls;
 pub mod pack;
+pub mod pin;
 pub mod reindex;
+pub mod roots;
 pub mod save;
 pub mod unpack;
 pub mod verify;
@@ -76,8 +81,13 @@ impl Context {
         )
     }
 
-    /// Records `archive` as a root of the store, so GC keeps what it references.
-    pub fn register_root(&self, _archive: &std::path::Path) -> anyhow::Result<()> {
-        Ok(())
+    /// The DataDir store for writing, or `None` when the store is not a DataDir.
+    pub fn open_datadir_if_any(
+        &self,
+    ) -> anyhow::Result<Option<Arc<vt_engine::store::DataDir>>> {
+        match self.spec {
+            StoreSpec::DataDir { .. } => Ok(Some(self.spec.open_datadir(self.hash, false)?)),
+            StoreSpec::Memory => Ok(None),
+        }
     }
 }

@@ -66,7 +66,14 @@ pub fn store_tree(
     archive: Option<&Path>,
     use_cache: bool,
 ) -> anyhow::Result<Dirent> {
-    let store = ctx.open_store()?;
+    let datadir = ctx.open_datadir_if_any()?;
+    let store: Arc<dyn vt_engine::Store> = match &datadir {
+        Some(d) => d.clone(),
+        None => ctx.open_store()?,
+    };
+    // Held from the first add until the root is registered, so a concurrent GC cannot
+    // collect blocks this pack deduplicated against.
+    let _hold = datadir.as_ref().map(|d| d.write_hold());
     let opts = ctx.tree_options();
     let cache = match (use_cache, ctx.files_cache_path(path)) {
         (true, Some(p)) => Some(vt_engine::filecache::FileCache::load(p)),
@@ -90,7 +97,10 @@ pub fn store_tree(
         Archive::new(archive)
             .append(&entry)
             .with_context(|| format!("append to {}", archive.display()))?;
-        ctx.register_root(archive)?;
+        if let Some(d) = &datadir {
+            d.register_root(archive)
+                .with_context(|| format!("register {} as a root", archive.display()))?;
+        }
     }
     if let Some(c) = cache {
         if let Err(e) = c.save() {

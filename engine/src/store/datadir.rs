@@ -133,10 +133,10 @@ pub struct ReindexReport {
 }
 
 #[derive(Debug, Clone)]
-struct SegmentFile {
-    name: String,
-    format: SegmentFormat,
-    file: Arc<dyn FileIo>,
+pub(crate) struct SegmentFile {
+    pub(crate) name: String,
+    pub(crate) format: SegmentFormat,
+    pub(crate) file: Arc<dyn FileIo>,
 }
 
 /// What a scan of one segment found.
@@ -158,26 +158,26 @@ struct Pending {
 
 /// Writer-side state; the mutex around it serializes appends and commits.
 #[derive(Debug, Default)]
-struct Writer {
+pub(crate) struct Writer {
     /// The segment being appended to.
-    active: Option<SegmentId>,
+    pub(crate) active: Option<SegmentId>,
     /// Current end of every segment written since open.
-    ends: HashMap<SegmentId, u64>,
+    pub(crate) ends: HashMap<SegmentId, u64>,
     /// Segment ends as of the last commit (abort truncates back to them).
     committed_ends: HashMap<SegmentId, u64>,
-    committed_active: Option<SegmentId>,
+    pub(crate) committed_active: Option<SegmentId>,
     /// Segments appended to since the last commit.
-    dirty: BTreeSet<SegmentId>,
+    pub(crate) dirty: BTreeSet<SegmentId>,
     /// Segments created since the last commit.
     created: BTreeSet<SegmentId>,
-    next_id: u32,
+    pub(crate) next_id: u32,
     /// Set when a commit failed: an fsync error may have dropped written pages, so a retry
     /// could "succeed" over lost bytes. Only reopening the store (recovery) clears it.
     failed_commit: Option<String>,
 }
 
 impl Writer {
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         match &self.failed_commit {
             Some(why) => Err(Error::Unsupported(format!(
                 "an earlier commit failed ({why}); abort the transaction or reopen the store"
@@ -189,17 +189,19 @@ impl Writer {
 
 /// A persistent, deduplicating block store: segment files plus a redb index.
 pub struct DataDir {
-    path: PathBuf,
-    data_path: PathBuf,
-    opts: DataDirOptions,
+    pub(crate) path: PathBuf,
+    pub(crate) data_path: PathBuf,
+    pub(crate) opts: DataDirOptions,
     hash_alg: HashAlg,
-    index: Index,
+    pub(crate) index: Index,
     /// Present in the writer only: other processes' adds would make it lie.
     filter: Option<NegativeFilter>,
     pending: RwLock<Pending>,
-    files: RwLock<HashMap<SegmentId, SegmentFile>>,
-    writer: Option<Mutex<Writer>>,
+    pub(crate) files: RwLock<HashMap<SegmentId, SegmentFile>>,
+    pub(crate) writer: Option<Mutex<Writer>>,
     _lock: Option<WriterLock>,
+    /// Garbage-collection bookkeeping (see `datadir_gc`).
+    pub(crate) gc: super::datadir_gc::GcState,
 }
 
 impl std::fmt::Debug for DataDir {
@@ -212,11 +214,11 @@ impl std::fmt::Debug for DataDir {
     }
 }
 
-fn segment_name(id: SegmentId) -> String {
+pub(crate) fn segment_name(id: SegmentId) -> String {
     format!("{:08x}{SEGMENT_SUFFIX}", id.0)
 }
 
-fn parse_segment_name(name: &str) -> Option<SegmentId> {
+pub(crate) fn parse_segment_name(name: &str) -> Option<SegmentId> {
     let stem = name.strip_suffix(SEGMENT_SUFFIX)?;
     (stem.len() == 8).then(|| u32::from_str_radix(stem, 16).ok().map(SegmentId))?
 }
@@ -249,7 +251,11 @@ impl DataDir {
         fs.create_dir_all(&data)
             .ctx(|| format!("creating {}", data.display()))?;
         let store = Self::open_writer(path, opts, true)?;
-        let parent = path.parent().unwrap_or(Path::new("/"));
+        let parent = match path.parent() {
+            Some(p) if p.as_os_str().is_empty() => Path::new("."),
+            Some(p) => p,
+            None => Path::new("/"),
+        };
         for dir in [path, parent] {
             store
                 .opts
@@ -310,6 +316,7 @@ impl DataDir {
         let mut store = Self::assemble(path, opts, hash_alg, index);
         store._lock = Some(lock);
         store.writer = Some(Mutex::new(Writer::default()));
+        store.gc_cleanup_leftovers()?;
         store.recover()?;
         store.build_filter()?;
         Ok(store)
@@ -350,6 +357,7 @@ impl DataDir {
             files: RwLock::new(HashMap::new()),
             writer: None,
             _lock: None,
+            gc: Default::default(),
         }
     }
 
@@ -398,7 +406,7 @@ impl DataDir {
         self.writer.is_some()
     }
 
-    fn writer(&self) -> Result<&Mutex<Writer>> {
+    pub(crate) fn writer(&self) -> Result<&Mutex<Writer>> {
         self.writer.as_ref().ok_or_else(|| {
             Error::Unsupported(format!("store {} is open read-only", self.path.display()))
         })
@@ -406,7 +414,7 @@ impl DataDir {
 
     // ---- segments -------------------------------------------------------
 
-    fn segment_file(&self, id: SegmentId) -> Result<SegmentFile> {
+    pub(crate) fn segment_file(&self, id: SegmentId) -> Result<SegmentFile> {
         if let Some(f) = self.files.read().get(&id) {
             return Ok(f.clone());
         }
@@ -428,7 +436,7 @@ impl DataDir {
         Ok(sf)
     }
 
-    fn open_segment(&self, name: &str, mode: OpenMode) -> Result<Arc<dyn FileIo>> {
+    pub(crate) fn open_segment(&self, name: &str, mode: OpenMode) -> Result<Arc<dyn FileIo>> {
         let p = self.data_path.join(name);
         self.opts
             .fs
@@ -436,7 +444,7 @@ impl DataDir {
             .ctx(|| format!("opening segment {}", p.display()))
     }
 
-    fn read_block(&self, hash: &HashCode, loc: &Location) -> Result<Vec<u8>> {
+    pub(crate) fn read_block(&self, hash: &HashCode, loc: &Location) -> Result<Vec<u8>> {
         let seg = self.segment_file(loc.segment)?;
         let codec = loc.codec()?;
         let data = if loc.flags & FLAG_LEGACY != 0 {
@@ -462,14 +470,14 @@ impl DataDir {
         Ok(data)
     }
 
-    fn lookup(&self, key: &IndexKey) -> Result<Option<Location>> {
+    pub(crate) fn lookup(&self, key: &IndexKey) -> Result<Option<Location>> {
         if let Some(loc) = self.pending.read().blocks.get(key) {
             return Ok(Some(*loc));
         }
         self.index.get(key)
     }
 
-    fn present(&self, key: &IndexKey) -> Result<bool> {
+    pub(crate) fn present(&self, key: &IndexKey) -> Result<bool> {
         if let Some(f) = &self.filter {
             if !f.may_contain(key) {
                 return Ok(false);
@@ -1083,7 +1091,7 @@ impl Store for DataDir {
     fn add_hashed(&self, hash: HashCode, data: &[u8]) -> Result<bool> {
         let writer = self.writer()?;
         let key = key_of(&hash);
-        if self.present(&key)? {
+        if self.gc_present(&key, false)? {
             return Ok(false);
         }
         // Compress before taking the lock, so concurrent adders compress in parallel.
@@ -1091,7 +1099,7 @@ impl Store for DataDir {
         let mut w = writer.lock();
         w.check()?;
         // Another thread may have added it meanwhile (and a commit may have indexed it).
-        if self.present(&key)? {
+        if self.gc_present(&key, false)? {
             return Ok(false);
         }
         let (segment, offset) = self.append(&mut w, &rec)?;
@@ -1118,7 +1126,7 @@ impl Store for DataDir {
     }
 
     fn contains(&self, hash: &HashCode) -> Result<bool> {
-        self.present(&key_of(hash))
+        self.gc_present(&key_of(hash), true)
     }
 
     fn flush(&self) -> Result<()> {
@@ -1165,9 +1173,7 @@ impl Store for DataDir {
         if self.pending.read().complete.contains(&key) {
             return Ok(true);
         }
-        Ok(self
-            .lookup(&key)?
-            .is_some_and(|l| l.flags & FLAG_INDIRECT_COMPLETE != 0))
+        self.gc_complete(&key)
     }
 
     fn set_complete(&self, hash: &HashCode) -> Result<()> {

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::hash::{HashAlg, HashCode};
 
 pub mod datadir;
+pub(crate) mod datadir_gc;
 pub use datadir::{DataDir, DataDirOptions};
 
 /// A mapping hashcode → bytes.
