@@ -26,6 +26,9 @@ pub struct Cli {
         default_value = "blake3"
     )]
     pub hash: String,
+    /// Average chunk size in KiB for new data (min = avg/4, max = avg*4).
+    #[arg(long = "chunk-kib", global = true, env = "VT_CHUNK_KIB")]
+    pub chunk_kib: Option<usize>,
     /// Print less (no progress, no summaries).
     #[arg(short, long, global = true)]
     pub quiet: bool,

@@ -34,6 +34,8 @@ pub struct Context {
     pub quiet: bool,
     /// Verbosity level.
     pub verbose: u8,
+    /// How new data is chunked.
+    pub chunker: vt_engine::chunk::ChunkerKind,
 }
 
 impl Context {
@@ -44,6 +46,19 @@ impl Context {
             hash: HashAlg::from_name(&cli.hash)?,
             quiet: cli.quiet,
             verbose: cli.verbose,
+            chunker: match cli.chunk_kib {
+                None => vt_engine::chunk::ChunkerKind::default(),
+                Some(k) => {
+                    let avg = k
+                        .checked_mul(1024)
+                        .ok_or_else(|| anyhow::anyhow!("--chunk-kib too large"))?;
+                    vt_engine::chunk::ChunkerKind::Default(vt_engine::chunk::ChunkerParams::new(
+                        avg / 4,
+                        avg,
+                        avg.saturating_mul(4),
+                    )?)
+                }
+            },
         })
     }
 
@@ -63,6 +78,7 @@ impl Context {
     pub fn tree_options(&self) -> vt_engine::tree::TreeOptions {
         let mut o = vt_engine::tree::TreeOptions::default();
         o.blockify.hash_alg = self.hash;
+        o.blockify.chunker = self.chunker;
         o
     }
 
@@ -82,9 +98,7 @@ impl Context {
     }
 
     /// The DataDir store for writing, or `None` when the store is not a DataDir.
-    pub fn open_datadir_if_any(
-        &self,
-    ) -> anyhow::Result<Option<Arc<vt_engine::store::DataDir>>> {
+    pub fn open_datadir_if_any(&self) -> anyhow::Result<Option<Arc<vt_engine::store::DataDir>>> {
         match self.spec {
             StoreSpec::DataDir { .. } => Ok(Some(self.spec.open_datadir(self.hash, false)?)),
             StoreSpec::Memory => Ok(None),

@@ -55,7 +55,10 @@ fn save_stream(ctx: &Context, path: &PathBuf, csvt: bool) -> anyhow::Result<Bloc
     let opts = if csvt {
         BlockifyOptions::csvt(ctx.hash)
     } else {
-        BlockifyOptions::with_hash_alg(ctx.hash)
+        BlockifyOptions {
+            chunker: ctx.chunker,
+            ..BlockifyOptions::with_hash_alg(ctx.hash)
+        }
     };
     let (reader, total): (Box<dyn Read + Send>, Option<u64>) = if path.as_os_str() == "-" {
         (Box::new(std::io::stdin()), None)
