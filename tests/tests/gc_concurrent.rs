@@ -10,6 +10,9 @@ use vt_engine::gc::{self, GcOptions};
 use vt_engine::store::datadir::{DataDir, DataDirOptions};
 use vt_engine::{BlockRef, HashAlg, Store};
 
+/// A tree a writer rooted, and the tags of its blocks.
+type Rooted = (BlockRef, Vec<u64>);
+
 fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..len)
@@ -133,7 +136,7 @@ fn concurrent_writers_lose_nothing() {
         garbage_tree(&s, t);
     }
     s.commit().unwrap();
-    let roots: Arc<Mutex<Vec<(BlockRef, Vec<u64>)>>> = Arc::default();
+    let roots: Arc<Mutex<Vec<Rooted>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
     let gcs = Arc::new(AtomicU64::new(0));
     let rescued = Arc::new(AtomicU64::new(0));
