@@ -1,8 +1,11 @@
 //! The block index: redb tables mapping hashcodes to record locations, plus an
-//! in-memory negative filter so lookups of absent blocks rarely touch the B-tree.
+//! in-memory negative filter so lookups of absent blocks rarely touch a B-tree.
 //!
 //! Tables (layouts in `docs/format.md`):
-//! - `blocks`: [`IndexKey`] (33 bytes) → [`Location`] (24 bytes);
+//! - `blocks` (the main table) and `blocks.run.<id>` (runs): [`IndexKey`] (33 bytes) →
+//!   [`Location`] (24 bytes). Each commit writes its new keys as a new run, appended in
+//!   key order; runs are merged with each other and into `blocks` by streaming merges, so
+//!   a commit never rewrites pages scattered over the whole main table;
 //! - `segments`: segment id (u32) → [`SegmentInfo`];
 //! - `meta`: name → bytes (format version, hash algorithm, counters).
 
@@ -12,9 +15,11 @@ use crate::io::IndexBackend;
 use crate::segment::{Codec, SegmentFormat};
 use parking_lot::RwLock;
 use redb::{
-    ConcurrencyMode, Database, Durability, ReadOnlyDatabase, ReadOnlyTable, ReadableDatabase,
-    ReadableTable, TableDefinition, TableError,
+    ConcurrencyMode, CursorError, Database, Durability, ReadOnlyDatabase, ReadOnlyTable,
+    ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableError,
+    TableHandle, WriteTransaction,
 };
+use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -26,16 +31,32 @@ pub const KEY_LEN: usize = 33;
 /// Length of an encoded [`Location`].
 pub const LOCATION_LEN: usize = 24;
 
-const BLOCKS: TableDefinition<IndexKey, [u8; LOCATION_LEN]> = TableDefinition::new("blocks");
+/// Name of the main block table.
+pub const MAIN: &str = "blocks";
+/// Prefix of run table names; the rest is the creating commit's generation (16 hex digits).
+pub const RUN_PREFIX: &str = "blocks.run.";
+/// A merge streams into this table, then renames it.
+const MERGE_TMP: &str = "blocks.merging";
+/// Runs are merged into the main table when they hold 1/`MAIN_MERGE_DIVISOR` of its entries.
+pub const MAIN_MERGE_DIVISOR: u64 = 4;
+/// At most this many runs are kept; more are merged.
+pub const MAX_RUNS: usize = 16;
 const SEGMENTS: TableDefinition<u32, &[u8]> = TableDefinition::new("segments");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The negative filter as of the last merge into the main table (see [`NegativeFilter`]).
+const FILTER: TableDefinition<u64, &[u8]> = TableDefinition::new("filter");
 
 /// Version of the index layout (tables and encodings) this code reads and writes.
-pub const INDEX_VERSION: u64 = 1;
+pub const INDEX_VERSION: u64 = 2;
+/// Older index versions this code opens (version 1 is version 2 without runs; opening it
+/// for writing records version 2).
+pub const INDEX_VERSIONS_READ: [u64; 2] = [1, 2];
 /// `meta` key: index layout version (u64 LE).
 pub const META_VERSION: &str = "index_version";
 /// `meta` key: the store's hash algorithm name.
 pub const META_HASH_ALG: &str = "hash_alg";
+/// `meta` key: entries in the main table when the `filter` table was written (u64 LE).
+pub const META_FILTER_MAIN_LEN: &str = "filter_main_len";
 /// `meta` key: counters (blocks, stored bytes, logical bytes, generation), 4 × u64 LE.
 pub const META_COUNTERS: &str = "counters";
 
@@ -200,8 +221,12 @@ impl Counters {
 /// One index transaction's changes, applied by [`Index::commit`].
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// New entries; sorted by key before insertion (sorted inserts touch each leaf once).
+    /// Entries to insert or replace: a key already indexed is updated where it lives.
     pub blocks: Vec<(IndexKey, Location)>,
+    /// Entries the caller knows are not indexed yet (the fast path: no existence check).
+    /// Giving a key that is already indexed here leaves two entries for it until the next
+    /// merge; lookups then return either.
+    pub new_blocks: Vec<(IndexKey, Location)>,
     /// Keys already indexed that gain [`FLAG_INDIRECT_COMPLETE`].
     pub set_complete: Vec<IndexKey>,
     /// Segment rows to write.
@@ -212,7 +237,26 @@ pub struct Batch {
     pub clear_blocks: bool,
 }
 
-type BlocksTable = Arc<ReadOnlyTable<IndexKey, [u8; LOCATION_LEN]>>;
+/// Sizes of the block tables, from [`Index::layout`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// Entries in the main table.
+    pub main: u64,
+    /// Entries in each run, oldest first.
+    pub runs: Vec<u64>,
+}
+
+type BlocksTable = ReadOnlyTable<IndexKey, [u8; LOCATION_LEN]>;
+type BlocksDef<'a> = TableDefinition<'a, IndexKey, [u8; LOCATION_LEN]>;
+
+fn blocks_def(name: &str) -> BlocksDef<'_> {
+    TableDefinition::new(name)
+}
+
+/// The block tables of one read transaction: main first, then the runs oldest first.
+struct Snapshot {
+    tables: Vec<BlocksTable>,
+}
 
 enum Db {
     Rw(Database),
@@ -222,13 +266,16 @@ enum Db {
 /// The redb index of one store.
 pub struct Index {
     db: Db,
-    /// A cached snapshot of the `blocks` table, replaced after each commit; `None` when stale.
+    /// A cached snapshot of the block tables, replaced after each commit; `None` when stale.
     /// Opening a read transaction per lookup would cost more than the lookup itself.
-    snapshot: RwLock<Option<(u64, BlocksTable)>>,
+    snapshot: RwLock<Option<(u64, Arc<Snapshot>)>>,
     /// Bumped after every commit; a snapshot taken under an older value is stale.
     commits: AtomicU64,
     /// Read-only handles follow another process's commits, so they never cache snapshots.
     cache_snapshots: bool,
+    /// Writable handles only: a superset of the indexed keys (another process's commits
+    /// would make it lie to a read-only handle).
+    filter: Option<NegativeFilter>,
 }
 
 impl std::fmt::Debug for Index {
@@ -247,8 +294,93 @@ fn missing_ok<T>(r: std::result::Result<T, TableError>) -> Result<Option<T>> {
     }
 }
 
+fn cursor_err(e: CursorError) -> Error {
+    redb::Error::from(e).into()
+}
+
+fn run_name(id: u64) -> String {
+    format!("{RUN_PREFIX}{id:016x}")
+}
+
+/// Run table names among `names`, oldest first.
+fn run_names(names: impl Iterator<Item = String>) -> Vec<String> {
+    let mut runs: Vec<(u64, String)> = names
+        .filter_map(|n| {
+            let id = n.strip_prefix(RUN_PREFIX)?;
+            let id = (id.len() == 16).then(|| u64::from_str_radix(id, 16).ok())??;
+            Some((id, n))
+        })
+        .collect();
+    runs.sort_unstable();
+    runs.into_iter().map(|(_, n)| n).collect()
+}
+
+/// Merges sorted entry streams into key order; on equal keys the last stream wins.
+struct Merge<I> {
+    iters: Vec<I>,
+    heads: Vec<Option<(IndexKey, [u8; LOCATION_LEN])>>,
+}
+
+type Entry = (IndexKey, [u8; LOCATION_LEN]);
+
+impl<I: Iterator<Item = Result<Entry>>> Merge<I> {
+    fn new(mut iters: Vec<I>) -> Result<Self> {
+        let heads = iters
+            .iter_mut()
+            .map(|i| i.next().transpose())
+            .collect::<Result<_>>()?;
+        Ok(Merge { iters, heads })
+    }
+
+    fn next_entry(&mut self) -> Result<Option<Entry>> {
+        let mut best: Option<(usize, IndexKey)> = None;
+        for (i, h) in self.heads.iter().enumerate() {
+            if let Some((k, _)) = h {
+                if best.is_none_or(|(_, b)| *k <= b) {
+                    best = Some((i, *k));
+                }
+            }
+        }
+        let Some((winner, key)) = best else {
+            return Ok(None);
+        };
+        let out = self.heads[winner];
+        for i in 0..self.heads.len() {
+            if self.heads[i].is_some_and(|(k, _)| k == key) {
+                self.heads[i] = self.iters[i].next().transpose()?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn entries<'a, T: ReadableTable<IndexKey, [u8; LOCATION_LEN]>>(
+    t: &'a T,
+    start: Option<&IndexKey>,
+) -> Result<impl Iterator<Item = Result<Entry>> + 'a> {
+    let range = match start {
+        None => t.range::<IndexKey>(..)?,
+        Some(s) => t.range::<IndexKey>(*s..)?,
+    };
+    Ok(range.map(|item| {
+        let (k, v) = item?;
+        Ok((k.value(), v.value()))
+    }))
+}
+
 impl Index {
-    /// Opens (or creates) a writable index over `backend` with `cache_bytes` of page cache.
+    fn with_db(db: Db, cache_snapshots: bool) -> Self {
+        Index {
+            db,
+            snapshot: RwLock::new(None),
+            commits: AtomicU64::new(0),
+            cache_snapshots,
+            filter: None,
+        }
+    }
+
+    /// Opens (or creates) a writable index over `backend` with `cache_bytes` of page cache,
+    /// and builds its negative filter from the indexed keys.
     pub fn open_writable(
         backend: IndexBackend,
         mode: ConcurrencyMode,
@@ -258,12 +390,9 @@ impl Index {
             .set_concurrency_mode(mode)
             .set_cache_size(cache_bytes)
             .create_with_backend(backend)?;
-        Ok(Index {
-            db: Db::Rw(db),
-            snapshot: RwLock::new(None),
-            commits: AtomicU64::new(0),
-            cache_snapshots: true,
-        })
+        let mut ix = Self::with_db(Db::Rw(db), true);
+        ix.build_filter()?;
+        Ok(ix)
     }
 
     /// Opens an existing index read-only (it follows a writer process in `SingleWriter` mode).
@@ -271,28 +400,71 @@ impl Index {
         let db = Database::builder()
             .set_concurrency_mode(mode)
             .open_read_only_with_backend(backend)?;
-        Ok(Index {
-            db: Db::Ro(db),
-            snapshot: RwLock::new(None),
-            commits: AtomicU64::new(0),
-            cache_snapshots: false,
-        })
+        Ok(Self::with_db(Db::Ro(db), false))
     }
 
     /// A writable index held in memory (for scanning a store that cannot be written).
     pub fn in_memory() -> Result<Self> {
         let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
-        Ok(Index {
-            db: Db::Rw(db),
-            snapshot: RwLock::new(None),
-            commits: AtomicU64::new(0),
-            cache_snapshots: true,
-        })
+        let mut ix = Self::with_db(Db::Rw(db), true);
+        ix.filter = Some(NegativeFilter::new(0));
+        Ok(ix)
+    }
+
+    /// Loads the filter saved at the last merge into the main table and adds the keys of
+    /// the runs (every key indexed since); without a usable saved filter, scans every table.
+    fn build_filter(&mut self) -> Result<()> {
+        let snap = self.open_snapshot()?;
+        let mut tables = &snap.tables[..];
+        let filter = match self.saved_filter(&snap)? {
+            Some(f) => {
+                tables = &tables[1..];
+                f
+            }
+            None => {
+                let n: u64 = tables.iter().map(|t| t.len()).sum::<redb::Result<u64>>()?;
+                NegativeFilter::new(n as usize)
+            }
+        };
+        for t in tables {
+            for item in t.range::<IndexKey>(..)? {
+                filter.insert(&item?.0.value());
+            }
+        }
+        self.filter = Some(filter);
+        Ok(())
+    }
+
+    /// The saved filter, if it covers the main table of `snap` (the first table).
+    fn saved_filter(&self, snap: &Snapshot) -> Result<Option<NegativeFilter>> {
+        let Some(main) = snap.tables.first().filter(|t| t.name() == MAIN) else {
+            return Ok(None);
+        };
+        let saved_len = self.meta(META_FILTER_MAIN_LEN)?;
+        if saved_len.as_deref() != Some(&main.len()?.to_le_bytes()[..]) {
+            return Ok(None);
+        }
+        let Some(t) = missing_ok(self.begin_read()?.open_table(FILTER))? else {
+            return Ok(None);
+        };
+        NegativeFilter::from_rows(|k| Ok(t.get(k)?.map(|g| g.value().to_vec())))
     }
 
     /// True when the index can be written.
     pub fn is_writable(&self) -> bool {
         matches!(self.db, Db::Rw(_))
+    }
+
+    /// The negative filter of a writable index: a superset of the indexed keys. A writer
+    /// may [`NegativeFilter::insert`] keys it is about to commit, so that one filter
+    /// answers for both.
+    pub fn filter(&self) -> Option<&NegativeFilter> {
+        self.filter.as_ref()
+    }
+
+    /// False when `key` is certainly not indexed (true for read-only handles, which have no filter).
+    pub fn may_contain(&self, key: &IndexKey) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.may_contain(key))
     }
 
     fn begin_read(&self) -> Result<redb::ReadTransaction> {
@@ -302,34 +474,50 @@ impl Index {
         })
     }
 
-    fn blocks_table(&self) -> Result<Option<BlocksTable>> {
-        let gen = self.commits.load(Ordering::Acquire);
-        if let Some((g, t)) = self.snapshot.read().as_ref() {
-            if *g == gen {
-                return Ok(Some(t.clone()));
+    fn open_snapshot(&self) -> Result<Snapshot> {
+        let txn = self.begin_read()?;
+        let names = txn.list_tables()?.map(|h| h.name().to_string());
+        let mut tables = Vec::new();
+        if let Some(t) = missing_ok(txn.open_table(blocks_def(MAIN)))? {
+            tables.push(t);
+        }
+        for name in run_names(names) {
+            if let Some(t) = missing_ok(txn.open_table(blocks_def(&name)))? {
+                tables.push(t);
             }
         }
-        let Some(t) = missing_ok(self.begin_read()?.open_table(BLOCKS))? else {
-            return Ok(None);
-        };
-        let t = Arc::new(t);
+        Ok(Snapshot { tables })
+    }
+
+    fn snapshot(&self) -> Result<Arc<Snapshot>> {
+        let gen = self.commits.load(Ordering::Acquire);
+        if let Some((g, s)) = self.snapshot.read().as_ref() {
+            if *g == gen {
+                return Ok(s.clone());
+            }
+        }
+        let s = Arc::new(self.open_snapshot()?);
         if self.cache_snapshots {
             let mut slot = self.snapshot.write();
             // A commit since `gen` was read may predate this read transaction or not: don't cache.
             if self.commits.load(Ordering::Acquire) == gen {
-                *slot = Some((gen, t.clone()));
+                *slot = Some((gen, s.clone()));
             }
         }
-        Ok(Some(t))
+        Ok(s)
     }
 
     /// The location of `key`, if indexed.
     pub fn get(&self, key: &IndexKey) -> Result<Option<Location>> {
-        let Some(t) = self.blocks_table()? else {
+        if !self.may_contain(key) {
             return Ok(None);
-        };
-        let v = t.get(key)?;
-        Ok(v.map(|g| Location::decode(&g.value())))
+        }
+        for t in &self.snapshot()?.tables {
+            if let Some(v) = t.get(key)? {
+                return Ok(Some(Location::decode(&v.value())));
+            }
+        }
+        Ok(None)
     }
 
     /// Up to `limit` keys in order from `start` (exclusive when `after`).
@@ -339,37 +527,53 @@ impl Index {
         after: bool,
         limit: usize,
     ) -> Result<Vec<IndexKey>> {
-        let Some(t) = self.blocks_table()? else {
-            return Ok(Vec::new());
-        };
-        let range = match start {
-            None => t.range::<IndexKey>(..)?,
-            Some(s) => t.range::<IndexKey>(*s..)?,
-        };
+        let snap = self.snapshot()?;
+        let iters = snap
+            .tables
+            .iter()
+            .map(|t| entries(t, start))
+            .collect::<Result<Vec<_>>>()?;
+        let mut merge = Merge::new(iters)?;
         let mut out = Vec::with_capacity(limit.min(4096));
-        for item in range {
-            let k = item?.0.value();
-            if after && Some(&k) == start {
-                continue;
-            }
-            if out.len() >= limit {
+        while out.len() < limit {
+            let Some((k, _)) = merge.next_entry()? else {
                 break;
+            };
+            if !(after && Some(&k) == start) {
+                out.push(k);
             }
-            out.push(k);
         }
         Ok(out)
     }
 
     /// Calls `f` for every entry, in key order.
     pub fn for_each(&self, mut f: impl FnMut(IndexKey, Location) -> Result<()>) -> Result<()> {
-        let Some(t) = missing_ok(self.begin_read()?.open_table(BLOCKS))? else {
-            return Ok(());
-        };
-        for item in t.range::<IndexKey>(..)? {
-            let (k, v) = item?;
-            f(k.value(), Location::decode(&v.value()))?;
+        let snap = self.open_snapshot()?;
+        let iters = snap
+            .tables
+            .iter()
+            .map(|t| entries(t, None))
+            .collect::<Result<Vec<_>>>()?;
+        let mut merge = Merge::new(iters)?;
+        while let Some((k, v)) = merge.next_entry()? {
+            f(k, Location::decode(&v))?;
         }
         Ok(())
+    }
+
+    /// Entries in the main table and in each run.
+    pub fn layout(&self) -> Result<Layout> {
+        let txn = self.begin_read()?;
+        let names = txn.list_tables()?.map(|h| h.name().to_string());
+        let main = match missing_ok(txn.open_table(blocks_def(MAIN)))? {
+            Some(t) => t.len()?,
+            None => 0,
+        };
+        let runs = run_names(names)
+            .iter()
+            .map(|n| Ok(txn.open_table(blocks_def(n))?.len()?))
+            .collect::<Result<_>>()?;
+        Ok(Layout { main, runs })
     }
 
     /// Every row of the `segments` table.
@@ -403,8 +607,9 @@ impl Index {
     }
 
     /// Applies `batch` in one transaction, durably when `durable`, updating the counters.
-    /// Fails on a read-only index.
-    pub fn commit(&self, mut batch: Batch, durable: bool) -> Result<Counters> {
+    /// New keys go to a new run; runs are merged (see `docs/format.md`) in the same
+    /// transaction. Fails on a read-only index.
+    pub fn commit(&self, batch: Batch, durable: bool) -> Result<Counters> {
         let Db::Rw(db) = &self.db else {
             return Err(Error::Unsupported("index is read-only".into()));
         };
@@ -417,7 +622,6 @@ impl Index {
             self.counters()?
         };
         counters.generation += 1;
-        batch.blocks.sort_unstable_by_key(|e| e.0);
         let mut txn = db.begin_write()?;
         txn.set_durability(if durable {
             Durability::Immediate
@@ -425,28 +629,23 @@ impl Index {
             Durability::None
         })
         .map_err(|e| Error::Index(e.to_string()))?;
+        if batch.clear_blocks {
+            for name in Self::block_tables(&txn)? {
+                txn.delete_table(blocks_def(&name))?;
+            }
+            txn.delete_table(FILTER)?;
+            if let Some(f) = &self.filter {
+                f.clear();
+            }
+        }
+        let fresh = self.apply_updates(&txn, &batch, counters.generation)?;
+        // Readers must never find a committed key absent from the filter.
+        if let Some(f) = &self.filter {
+            fresh.iter().for_each(|(k, _)| f.insert(k));
+        }
+        Self::write_run(&txn, &fresh, &mut counters)?;
+        self.compact(&txn)?;
         {
-            let mut blocks = txn.open_table(BLOCKS)?;
-            if batch.clear_blocks {
-                blocks.retain(|_, _| false)?;
-            }
-            for (k, loc) in &batch.blocks {
-                let mut loc = *loc;
-                loc.generation = counters.generation as u32;
-                if blocks.insert(k, loc.encode())?.is_none() {
-                    counters.blocks += 1;
-                    counters.stored_bytes += u64::from(loc.stored_len);
-                    counters.logical_bytes += u64::from(loc.raw_len);
-                }
-            }
-            batch.set_complete.sort_unstable();
-            for k in &batch.set_complete {
-                let old = blocks.get(k)?.map(|g| Location::decode(&g.value()));
-                if let Some(mut loc) = old {
-                    loc.flags |= FLAG_INDIRECT_COMPLETE;
-                    blocks.insert(k, loc.encode())?;
-                }
-            }
             let mut segs = txn.open_table(SEGMENTS)?;
             for (id, info) in &batch.segments {
                 segs.insert(id.0, info.encode().as_slice())?;
@@ -462,6 +661,195 @@ impl Index {
         *self.snapshot.write() = None;
         Ok(counters)
     }
+
+    /// Names of the main table (when present) and the runs, oldest first.
+    fn block_tables(txn: &WriteTransaction) -> Result<Vec<String>> {
+        let names: Vec<String> = txn.list_tables()?.map(|h| h.name().to_string()).collect();
+        let mut out = Vec::new();
+        if names.iter().any(|n| n == MAIN) {
+            out.push(MAIN.to_string());
+        }
+        out.extend(run_names(names.into_iter()));
+        Ok(out)
+    }
+
+    /// Updates keys that are already indexed (in the table holding them) and sets
+    /// completeness flags; returns the entries to add, sorted, one per key (the last wins).
+    fn apply_updates(
+        &self,
+        txn: &WriteTransaction,
+        batch: &Batch,
+        generation: u64,
+    ) -> Result<Vec<(IndexKey, Location)>> {
+        let mut tables = Self::block_tables(txn)?
+            .iter()
+            .map(|n| txn.open_table(blocks_def(n)))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let stamp = |(k, l): &(IndexKey, Location)| {
+            (
+                *k,
+                Location {
+                    generation: generation as u32,
+                    ..*l
+                },
+            )
+        };
+        let mut fresh: Vec<(IndexKey, Location)> = batch.new_blocks.iter().map(stamp).collect();
+        for e in &batch.blocks {
+            let (k, loc) = stamp(e);
+            let mut updated = false;
+            if self.may_contain(&k) {
+                for t in tables.iter_mut() {
+                    if t.get(&k)?.is_some() {
+                        t.insert(&k, loc.encode())?;
+                        updated = true;
+                        break;
+                    }
+                }
+            }
+            if !updated {
+                fresh.push((k, loc));
+            }
+        }
+        // Stable sort, then keep the last entry of each key.
+        fresh.sort_by_key(|e| e.0);
+        let mut dedup: Vec<(IndexKey, Location)> = Vec::with_capacity(fresh.len());
+        for e in fresh {
+            match dedup.last_mut() {
+                Some(last) if last.0 == e.0 => *last = e,
+                _ => dedup.push(e),
+            }
+        }
+        let mut complete = batch.set_complete.clone();
+        complete.sort_unstable();
+        complete.dedup();
+        for k in &complete {
+            if let Ok(i) = dedup.binary_search_by_key(k, |e| e.0) {
+                dedup[i].1.flags |= FLAG_INDIRECT_COMPLETE;
+                continue;
+            }
+            for t in tables.iter_mut() {
+                let old = t.get(k)?.map(|g| Location::decode(&g.value()));
+                if let Some(mut loc) = old {
+                    loc.flags |= FLAG_INDIRECT_COMPLETE;
+                    t.insert(k, loc.encode())?;
+                    break;
+                }
+            }
+        }
+        Ok(dedup)
+    }
+
+    /// Writes sorted new entries as a new run (appended through a cursor: full pages,
+    /// no descent per key) and counts them.
+    fn write_run(
+        txn: &WriteTransaction,
+        fresh: &[(IndexKey, Location)],
+        counters: &mut Counters,
+    ) -> Result<()> {
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let name = run_name(counters.generation);
+        let mut t = txn.open_table(blocks_def(&name))?;
+        let mut cur = t.upper_bound_mut(Bound::<IndexKey>::Unbounded)?;
+        for (k, loc) in fresh {
+            cur.insert_before(k, loc.encode()).map_err(cursor_err)?;
+            counters.blocks += 1;
+            counters.stored_bytes += u64::from(loc.stored_len);
+            counters.logical_bytes += u64::from(loc.raw_len);
+        }
+        cur.close()?;
+        Ok(())
+    }
+
+    /// Keeps lookups cheap and merges amortized: the runs are merged into the main table
+    /// once they hold 1/[`MAIN_MERGE_DIVISOR`] of its entries; otherwise the newest two
+    /// runs merge while the newer is more than half the size of the older (so run sizes
+    /// fall geometrically and there are O(log n) of them), or when there are more than
+    /// [`MAX_RUNS`].
+    fn compact(&self, txn: &WriteTransaction) -> Result<()> {
+        let names = Self::block_tables(txn)?;
+        let len = |n: &str| -> Result<u64> { Ok(txn.open_table(blocks_def(n))?.len()?) };
+        let (main, mut runs): (u64, Vec<(String, u64)>) = {
+            let main = if names.first().is_some_and(|n| n == MAIN) {
+                len(MAIN)?
+            } else {
+                0
+            };
+            let runs = names
+                .iter()
+                .filter(|n| *n != MAIN)
+                .map(|n| Ok((n.clone(), len(n)?)))
+                .collect::<Result<_>>()?;
+            (main, runs)
+        };
+        let in_runs: u64 = runs.iter().map(|r| r.1).sum();
+        if in_runs > 0 && in_runs * MAIN_MERGE_DIVISOR >= main {
+            let sources: Vec<String> = (main > 0)
+                .then(|| MAIN.to_string())
+                .into_iter()
+                .chain(runs.iter().map(|r| r.0.clone()))
+                .collect();
+            Self::merge_tables(txn, &sources, MAIN)?;
+            return self.save_filter(txn);
+        }
+        while runs.len() >= 2 {
+            let n = runs.len();
+            let (older, newer) = (runs[n - 2].1, runs[n - 1].1);
+            if newer * 2 <= older && n <= MAX_RUNS {
+                break;
+            }
+            let sources = [runs[n - 2].0.clone(), runs[n - 1].0.clone()];
+            Self::merge_tables(txn, &sources, &sources[0])?;
+            runs.pop();
+            runs[n - 2].1 = older + newer;
+        }
+        Ok(())
+    }
+
+    /// Saves the filter (a superset of the main table's keys, which now hold every key).
+    fn save_filter(&self, txn: &WriteTransaction) -> Result<()> {
+        txn.delete_table(FILTER)?;
+        let Some(f) = &self.filter else {
+            return Ok(());
+        };
+        let mut t = txn.open_table(FILTER)?;
+        for (k, v) in f.to_rows() {
+            t.insert(k, v.as_slice())?;
+        }
+        let main = txn.open_table(blocks_def(MAIN))?.len()?;
+        let mut meta = txn.open_table(META)?;
+        meta.insert(META_FILTER_MAIN_LEN, main.to_le_bytes().as_slice())?;
+        Ok(())
+    }
+
+    /// Streams the merge of `sources` (oldest first; the newest entry of a key wins) into a
+    /// fresh table, deletes the sources and names the result `target`.
+    fn merge_tables(txn: &WriteTransaction, sources: &[String], target: &str) -> Result<()> {
+        {
+            let tables = sources
+                .iter()
+                .map(|n| txn.open_table(blocks_def(n)))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let iters = tables
+                .iter()
+                .map(|t| entries(t, None))
+                .collect::<Result<Vec<_>>>()?;
+            let mut merge = Merge::new(iters)?;
+            let mut out = txn.open_table(blocks_def(MERGE_TMP))?;
+            let mut cur = out.upper_bound_mut(Bound::<IndexKey>::Unbounded)?;
+            while let Some((k, v)) = merge.next_entry()? {
+                cur.insert_before(k, v).map_err(cursor_err)?;
+            }
+            cur.close()?;
+        }
+        for n in sources {
+            txn.delete_table(blocks_def(n))?;
+        }
+        txn.rename_table(blocks_def(MERGE_TMP), blocks_def(target))?;
+        Ok(())
+    }
 }
 
 /// Bits per key of each filter stage: ~0.5% false positives with 7 probes per 512-bit block.
@@ -469,6 +857,10 @@ pub const FILTER_BITS_PER_KEY: usize = 12;
 /// Capacity of the first filter stage when the store is small.
 pub const FILTER_MIN_CAPACITY: usize = 1 << 20;
 const FILTER_PROBES: u32 = 7;
+/// Words (u64) per row of the persisted filter.
+pub const FILTER_CHUNK_WORDS: usize = 1 << 17;
+/// `filter` table key of the header row.
+pub const FILTER_HEADER_KEY: u64 = u64::MAX;
 
 /// One blocked Bloom filter: each key sets bits within one 512-bit (cache-line) block.
 #[derive(Debug)]
@@ -559,9 +951,96 @@ impl NegativeFilter {
         }
     }
 
+    /// Forgets every key.
+    pub fn clear(&self) {
+        let mut stages = self.stages.write();
+        let cap = stages.first().map_or(FILTER_MIN_CAPACITY, |s| s.capacity);
+        *stages = vec![BloomStage::new(cap)];
+    }
+
     /// False when `key` was certainly never inserted.
     pub fn may_contain(&self, key: &IndexKey) -> bool {
         self.stages.read().iter().any(|s| s.may_contain(key))
+    }
+
+    /// The filter as rows of the `filter` table: [`FILTER_HEADER_KEY`] → stage count then
+    /// (capacity, count, words) per stage, all u64 LE; `stage << 32 | chunk` → up to
+    /// [`FILTER_CHUNK_WORDS`] words, u64 LE.
+    fn to_rows(&self) -> Vec<(u64, Vec<u8>)> {
+        let stages = self.stages.read();
+        let mut header = (stages.len() as u64).to_le_bytes().to_vec();
+        let mut rows = Vec::new();
+        for (i, st) in stages.iter().enumerate() {
+            for n in [
+                st.capacity as u64,
+                st.count.load(Ordering::Relaxed),
+                st.words.len() as u64,
+            ] {
+                header.extend_from_slice(&n.to_le_bytes());
+            }
+            for (c, chunk) in st.words.chunks(FILTER_CHUNK_WORDS).enumerate() {
+                let bytes = chunk
+                    .iter()
+                    .flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes())
+                    .collect();
+                rows.push(((i as u64) << 32 | c as u64, bytes));
+            }
+        }
+        rows.push((FILTER_HEADER_KEY, header));
+        rows
+    }
+
+    /// Decodes [`NegativeFilter::to_rows`]; `None` when the rows are inconsistent.
+    fn from_rows(get: impl Fn(u64) -> Result<Option<Vec<u8>>>) -> Result<Option<Self>> {
+        let Some(header) = get(FILTER_HEADER_KEY)? else {
+            return Ok(None);
+        };
+        let at = |i: usize| -> Option<u64> {
+            Some(u64::from_le_bytes(
+                header.get(i * 8..i * 8 + 8)?.try_into().ok()?,
+            ))
+        };
+        let Some(n) = at(0).filter(|&n| n < 64) else {
+            return Ok(None);
+        };
+        let mut stages = Vec::new();
+        for i in 0..n as usize {
+            let (Some(capacity), Some(count), Some(words)) =
+                (at(1 + 3 * i), at(2 + 3 * i), at(3 + 3 * i))
+            else {
+                return Ok(None);
+            };
+            let expected = capacity
+                .checked_mul(FILTER_BITS_PER_KEY as u64)
+                .map(|bits| bits.div_ceil(512).max(1) * 8);
+            let chunks = words.div_ceil(FILTER_CHUNK_WORDS as u64);
+            // Allocate only for a stage whose rows are all there (the last one checked).
+            let last = get((i as u64) << 32 | chunks.saturating_sub(1))?;
+            let last_len = (words - chunks.saturating_sub(1) * FILTER_CHUNK_WORDS as u64) * 8;
+            if expected != Some(words) || last.map(|r| r.len() as u64) != Some(last_len) {
+                return Ok(None);
+            }
+            let st = BloomStage::new(capacity as usize);
+            st.count.store(count, Ordering::Relaxed);
+            for c in 0..chunks {
+                let Some(bytes) = get((i as u64) << 32 | c)? else {
+                    return Ok(None);
+                };
+                let first = c as usize * FILTER_CHUNK_WORDS;
+                let want = (st.words.len() - first).min(FILTER_CHUNK_WORDS);
+                if bytes.len() != want * 8 {
+                    return Ok(None);
+                }
+                for (j, w) in bytes.chunks_exact(8).enumerate() {
+                    let v = u64::from_le_bytes(w.try_into().unwrap_or_default());
+                    st.words[first + j].store(v, Ordering::Relaxed);
+                }
+            }
+            stages.push(st);
+        }
+        Ok(Some(NegativeFilter {
+            stages: RwLock::new(stages),
+        }))
     }
 
     /// Bytes of memory held by the bit arrays.
@@ -639,11 +1118,181 @@ mod tests {
         );
     }
 
+    fn loc_n(i: u32) -> Location {
+        Location {
+            segment: SegmentId(i % 7),
+            offset: u64::from(i) * 100,
+            stored_len: i % 1000,
+            raw_len: i % 1000 + 1,
+            flags: 2,
+            generation: 0,
+        }
+    }
+
+    fn key_n(i: u32) -> IndexKey {
+        key_of(&HashAlg::Blake3.hash(&i.to_le_bytes()))
+    }
+
+    /// Commits `0..n` in batches of the given sizes as new keys.
+    fn fill(idx: &Index, sizes: &[u32]) -> u32 {
+        let mut next = 0;
+        for &size in sizes {
+            let new_blocks = (next..next + size).map(|i| (key_n(i), loc_n(i))).collect();
+            let batch = Batch {
+                new_blocks,
+                ..Batch::default()
+            };
+            idx.commit(batch, false).unwrap();
+            next += size;
+        }
+        next
+    }
+
+    #[test]
+    fn runs_merge_and_every_key_stays_reachable() {
+        let idx = Index::in_memory().unwrap();
+        let sizes = [
+            500, 3, 40, 40, 40, 7, 1, 1, 1, 1, 200, 13, 13, 13, 13, 13, 13, 13, 13,
+        ];
+        let n = fill(&idx, &sizes);
+        let layout = idx.layout().unwrap();
+        assert_eq!(layout.main + layout.runs.iter().sum::<u64>(), u64::from(n));
+        assert!(layout.runs.len() <= MAX_RUNS);
+        // Run sizes fall geometrically (newest more than half the older ones get merged).
+        for w in layout.runs.windows(2) {
+            assert!(w[1] * 2 <= w[0], "{layout:?}");
+        }
+        assert_eq!(idx.counters().unwrap().blocks, u64::from(n));
+        for i in 0..n {
+            let got = idx.get(&key_n(i)).unwrap().unwrap();
+            assert_eq!(
+                (got.segment, got.offset),
+                (loc_n(i).segment, loc_n(i).offset)
+            );
+        }
+        assert!(idx.get(&key_n(n + 1)).unwrap().is_none());
+        let mut all = Vec::new();
+        idx.for_each(|k, _| {
+            all.push(k);
+            Ok(())
+        })
+        .unwrap();
+        let mut want: Vec<IndexKey> = (0..n).map(key_n).collect();
+        want.sort_unstable();
+        assert_eq!(all, want);
+        // Paging through keys_from sees every key once, in order.
+        let mut paged = Vec::new();
+        let mut start = None;
+        loop {
+            let page = idx.keys_from(start.as_ref(), true, 97).unwrap();
+            let Some(last) = page.last().copied() else {
+                break;
+            };
+            paged.extend(page);
+            start = Some(last);
+        }
+        assert_eq!(paged, want);
+    }
+
+    #[test]
+    fn upserts_and_flags_update_in_place_wherever_the_key_lives() {
+        let idx = Index::in_memory().unwrap();
+        let n = fill(&idx, &[400, 20, 5]);
+        assert!(!idx.layout().unwrap().runs.is_empty());
+        let moved = |i: u32| Location {
+            segment: SegmentId(99),
+            ..loc_n(i)
+        };
+        // Key 0 is in the main table, n - 1 in the newest run; n + 5 is new.
+        let targets = [0, n - 1, n + 5];
+        let batch = Batch {
+            blocks: targets.iter().map(|&i| (key_n(i), moved(i))).collect(),
+            set_complete: vec![key_n(1), key_n(n - 2)],
+            ..Batch::default()
+        };
+        let c = idx.commit(batch, true).unwrap();
+        assert_eq!(c.blocks, u64::from(n) + 1);
+        for i in targets {
+            assert_eq!(idx.get(&key_n(i)).unwrap().unwrap().segment, SegmentId(99));
+        }
+        for i in [1, n - 2] {
+            let flags = idx.get(&key_n(i)).unwrap().unwrap().flags;
+            assert_ne!(flags & FLAG_INDIRECT_COMPLETE, 0);
+        }
+        let mut count = 0;
+        idx.for_each(|_, _| {
+            count += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(count, n + 1);
+        let cleared = Batch {
+            clear_blocks: true,
+            ..Batch::default()
+        };
+        assert_eq!(idx.commit(cleared, true).unwrap().blocks, 0);
+        assert!(idx.get(&key_n(0)).unwrap().is_none());
+        assert_eq!(idx.layout().unwrap(), Layout::default());
+    }
+
+    #[test]
+    fn reopen_restores_the_saved_filter_and_adds_the_runs() {
+        use crate::io::{Fs, OpenMode, OsFs};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let open = |mode| {
+            let file = OsFs.open(&path, mode).unwrap();
+            Index::open_writable(
+                IndexBackend::Io(file),
+                ConcurrencyMode::ExclusiveWriter,
+                1 << 20,
+            )
+            .unwrap()
+        };
+        let idx = open(OpenMode::CreateNew);
+        let n = fill(&idx, &[300, 10, 10]);
+        let layout = idx.layout().unwrap();
+        assert!(layout.main > 0 && !layout.runs.is_empty(), "{layout:?}");
+        drop(idx);
+        let idx = open(OpenMode::Write);
+        let f = idx.filter().unwrap();
+        assert!((0..n).all(|i| f.may_contain(&key_n(i))));
+        assert!((0..n).all(|i| idx.get(&key_n(i)).unwrap().is_some()));
+        // A stale saved filter (main table changed behind it) is ignored, not trusted.
+        let batch = Batch {
+            meta: vec![(META_FILTER_MAIN_LEN, 7u64.to_le_bytes().to_vec())],
+            ..Batch::default()
+        };
+        idx.commit(batch, true).unwrap();
+        drop(idx);
+        let idx = open(OpenMode::Write);
+        assert!((0..n).all(|i| idx.get(&key_n(i)).unwrap().is_some()));
+    }
+
+    #[test]
+    fn filter_rows_roundtrip() {
+        let f = NegativeFilter::new(10);
+        for i in 0..5000 {
+            f.insert(&key_n(i));
+        }
+        let rows: std::collections::HashMap<u64, Vec<u8>> = f.to_rows().into_iter().collect();
+        let g = NegativeFilter::from_rows(|k| Ok(rows.get(&k).cloned()))
+            .unwrap()
+            .unwrap();
+        assert!((0..5000).all(|i| g.may_contain(&key_n(i))));
+        assert_eq!(g.memory_bytes(), f.memory_bytes());
+    }
+
     proptest! {
         #[test]
         fn location_roundtrip(seg in any::<u32>(), off in 0u64..(1 << 48), s in any::<u32>(), r in any::<u32>(), fl in any::<u16>(), g in any::<u32>()) {
             let loc = Location { segment: SegmentId(seg), offset: off, stored_len: s, raw_len: r, flags: fl, generation: g };
             prop_assert_eq!(Location::decode(&loc.encode()), loc);
+        }
+
+        #[test]
+        fn filter_rows_garbage_never_panics(header in proptest::collection::vec(any::<u8>(), 0..64), chunk in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = NegativeFilter::from_rows(|k| Ok(Some(if k == FILTER_HEADER_KEY { header.clone() } else { chunk.clone() })));
         }
 
         #[test]
@@ -699,46 +1348,56 @@ impl Index {
                 .map(|g| Counters::decode(g.value()))
                 .unwrap_or_default();
             counters.generation += 1;
-            let mut blocks = txn.open_table(BLOCKS)?;
+            // Keys live in the main table or in one run; GC must see them all.
+            let mut tables = Self::block_tables(&txn)?
+                .iter()
+                .map(|n| txn.open_table(blocks_def(n)))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
             let mut moves = sw.moves;
             moves.sort_unstable_by_key(|m| m.0);
             for (k, old_seg, new) in &moves {
-                let cur = blocks.get(k)?.map(|g| Location::decode(&g.value()));
-                let Some(cur) = cur.filter(|c| c.segment == *old_seg) else {
-                    continue;
-                };
-                let loc = Location {
-                    flags: (new.flags & FLAG_CODEC_MASK) | (cur.flags & !FLAG_CODEC_MASK),
-                    generation: cur.generation,
-                    ..*new
-                };
-                counters.stored_bytes = counters
-                    .stored_bytes
-                    .saturating_sub(u64::from(cur.stored_len))
-                    .saturating_add(u64::from(loc.stored_len));
-                blocks.insert(k, loc.encode())?;
-                done.moved += 1;
+                for blocks in tables.iter_mut() {
+                    let cur = blocks.get(k)?.map(|g| Location::decode(&g.value()));
+                    let Some(cur) = cur else { continue };
+                    if cur.segment == *old_seg {
+                        let loc = Location {
+                            flags: (new.flags & FLAG_CODEC_MASK) | (cur.flags & !FLAG_CODEC_MASK),
+                            generation: cur.generation,
+                            ..*new
+                        };
+                        counters.stored_bytes = counters
+                            .stored_bytes
+                            .saturating_sub(u64::from(cur.stored_len))
+                            .saturating_add(u64::from(loc.stored_len));
+                        blocks.insert(k, loc.encode())?;
+                        done.moved += 1;
+                    }
+                    break;
+                }
             }
             if !sw.retire.is_empty() {
                 let retire: std::collections::HashSet<u32> =
                     sw.retire.iter().map(|s| s.0).collect();
-                blocks.retain(|_, v| {
-                    let loc = Location::decode(&v);
-                    let gone = retire.contains(&loc.segment.0);
-                    if gone {
-                        done.removed += 1;
-                        done.removed_stored_bytes += u64::from(loc.stored_len);
-                        counters.blocks = counters.blocks.saturating_sub(1);
-                        counters.stored_bytes = counters
-                            .stored_bytes
-                            .saturating_sub(u64::from(loc.stored_len));
-                        counters.logical_bytes = counters
-                            .logical_bytes
-                            .saturating_sub(u64::from(loc.raw_len));
-                    }
-                    !gone
-                })?;
+                for blocks in tables.iter_mut() {
+                    blocks.retain(|_, v| {
+                        let loc = Location::decode(&v);
+                        let gone = retire.contains(&loc.segment.0);
+                        if gone {
+                            done.removed += 1;
+                            done.removed_stored_bytes += u64::from(loc.stored_len);
+                            counters.blocks = counters.blocks.saturating_sub(1);
+                            counters.stored_bytes = counters
+                                .stored_bytes
+                                .saturating_sub(u64::from(loc.stored_len));
+                            counters.logical_bytes = counters
+                                .logical_bytes
+                                .saturating_sub(u64::from(loc.raw_len));
+                        }
+                        !gone
+                    })?;
+                }
             }
+            drop(tables);
             let mut segs = txn.open_table(SEGMENTS)?;
             for id in &sw.retire {
                 segs.remove(id.0)?;

@@ -21,7 +21,8 @@ use crate::error::{Error, IoContext, Result};
 use crate::hash::{HashAlg, HashCode};
 use crate::index::{
     hash_of_key, key_of, Batch, Index, IndexKey, Location, NegativeFilter, SegmentId, SegmentInfo,
-    FLAG_INDIRECT_COMPLETE, FLAG_LEGACY, INDEX_VERSION, META_HASH_ALG, META_VERSION,
+    FLAG_INDIRECT_COMPLETE, FLAG_LEGACY, INDEX_VERSION, INDEX_VERSIONS_READ, META_HASH_ALG,
+    META_VERSION,
 };
 use crate::io::{lock_holder, FileIo, Fs, OpenMode, OsFs, WriterLock};
 use crate::segment::{
@@ -193,9 +194,8 @@ pub struct DataDir {
     pub(crate) data_path: PathBuf,
     pub(crate) opts: DataDirOptions,
     hash_alg: HashAlg,
+    /// Its negative filter (writer only) also covers the pending adds.
     pub(crate) index: Index,
-    /// Present in the writer only: other processes' adds would make it lie.
-    filter: Option<NegativeFilter>,
     pending: RwLock<Pending>,
     pub(crate) files: RwLock<HashMap<SegmentId, SegmentFile>>,
     pub(crate) writer: Option<Mutex<Writer>>,
@@ -318,7 +318,6 @@ impl DataDir {
         store.writer = Some(Mutex::new(Writer::default()));
         store.gc_cleanup_leftovers()?;
         store.recover()?;
-        store.build_filter()?;
         Ok(store)
     }
 
@@ -352,7 +351,6 @@ impl DataDir {
             opts,
             hash_alg,
             index,
-            filter: None,
             pending: RwLock::new(Pending::default()),
             files: RwLock::new(HashMap::new()),
             writer: None,
@@ -374,8 +372,16 @@ impl DataDir {
                     .try_into()
                     .map_err(|_| Error::Index("bad index version".into()))?,
             );
-            if v != INDEX_VERSION {
+            if !INDEX_VERSIONS_READ.contains(&v) {
                 return Err(Error::Unsupported(format!("index version {v}")));
+            }
+            if v != INDEX_VERSION && index.is_writable() {
+                let meta = vec![(META_VERSION, INDEX_VERSION.to_le_bytes().to_vec())];
+                let batch = Batch {
+                    meta,
+                    ..Batch::default()
+                };
+                index.commit(batch, true)?;
             }
             let name = index.meta(META_HASH_ALG)?.unwrap_or_default();
             return HashAlg::from_name(&String::from_utf8_lossy(&name));
@@ -478,10 +484,8 @@ impl DataDir {
     }
 
     pub(crate) fn present(&self, key: &IndexKey) -> Result<bool> {
-        if let Some(f) = &self.filter {
-            if !f.may_contain(key) {
-                return Ok(false);
-            }
+        if !self.index.may_contain(key) {
+            return Ok(false);
         }
         Ok(self.lookup(key)?.is_some())
     }
@@ -557,8 +561,9 @@ impl DataDir {
             return Ok(());
         }
         let segments = self.segment_rows(&w, w.dirty.iter().copied())?;
+        // `add_hashed` only adds keys that are neither pending nor indexed.
         let batch = Batch {
-            blocks,
+            new_blocks: blocks,
             set_complete: complete,
             segments,
             ..Batch::default()
@@ -789,7 +794,7 @@ impl DataDir {
         if row != info || !batch.is_empty() {
             self.index.commit(
                 Batch {
-                    blocks: batch,
+                    new_blocks: batch,
                     segments: vec![(id, row)],
                     ..Batch::default()
                 },
@@ -921,23 +926,13 @@ impl DataDir {
             };
             self.index.commit(
                 Batch {
-                    blocks,
+                    new_blocks: blocks,
                     segments: vec![(id, row)],
                     ..Batch::default()
                 },
                 false,
             )?;
         }
-        Ok(())
-    }
-
-    fn build_filter(&mut self) -> Result<()> {
-        let filter = NegativeFilter::new(self.index.counters()?.blocks as usize);
-        self.index.for_each(|k, _| {
-            filter.insert(&k);
-            Ok(())
-        })?;
-        self.filter = Some(filter);
         Ok(())
     }
 
@@ -1069,7 +1064,7 @@ impl DataDir {
 
     /// Memory held by the negative filter (0 for read-only handles).
     pub fn filter_memory_bytes(&self) -> usize {
-        self.filter.as_ref().map_or(0, NegativeFilter::memory_bytes)
+        self.index.filter().map_or(0, NegativeFilter::memory_bytes)
     }
 }
 
@@ -1111,10 +1106,10 @@ impl Store for DataDir {
             flags: rec.codec as u16,
             generation: 0,
         };
-        self.pending.write().blocks.insert(key, loc);
-        if let Some(f) = &self.filter {
+        if let Some(f) = self.index.filter() {
             f.insert(&key);
         }
+        self.pending.write().blocks.insert(key, loc);
         Ok(true)
     }
 

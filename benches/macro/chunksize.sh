@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Chunk-size study: packs successive linux-headers trees into one store per average
+# chunk size and reports ingest time, store size and block count.
+#
+# usage: benches/macro/chunksize.sh [DATA_DIR] [VT_BIN] [SIZES_KIB...]
+#   DATA_DIR  kernel-headers cache made by run.sh (default target/bench-data/kernel-headers)
+#   VT_BIN    vt binary (default target/release/vt)
+set -euo pipefail
+data=${1:-target/bench-data/kernel-headers}
+vt=${2:-target/release/vt}
+shift $(( $# >= 2 ? 2 : $# ))
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(16 32 64 128)
+versions=$(ls "$data" | sort -n)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+logical=0
+for n in $versions; do
+    t=$(echo "$data/$n"/x/usr/src/linux-headers-*)
+    logical=$((logical + $(du -sb --apparent-size "$t" | cut -f1)))
+done
+echo "| avg chunk | versions | logical MB | ingest s (sum) | per version s | store MB | logical/store | blocks |"
+echo "|---|---|---|---|---|---|---|---|"
+for kib in "${sizes[@]}"; do
+    s="$work/store-$kib"
+    "$vt" -q -S "$s" init
+    total=0
+    per=()
+    for n in $versions; do
+        t=$(echo "$data/$n"/x/usr/src/linux-headers-*)
+        start=$(date +%s.%N)
+        "$vt" -q -S "$s" --chunk-kib "$kib" save --no-cache -a "$work/kh-$kib.vt" "$t" >/dev/null
+        end=$(date +%s.%N)
+        dt=$(echo "$end - $start" | bc)
+        per+=("$(printf %.2f "$dt")")
+        total=$(echo "$total + $dt" | bc)
+    done
+    store=$(du -sb "$s/data" | cut -f1)
+    blocks=$("$vt" -S "$s" info | awk '/^blocks:/ {print $2}')
+    ratio=$(echo "scale=2; $logical / $store" | bc)
+    printf "| %s KiB | %s | %.1f | %.2f | %s | %.1f | %s | %s |\n" "$kib" "$(echo $versions | wc -w)" \
+        "$(echo "$logical / 1000000" | bc -l)" "$total" "${per[*]}" "$(echo "$store / 1000000" | bc -l)" "$ratio" "$blocks"
+done
