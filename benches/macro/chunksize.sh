@@ -3,7 +3,9 @@
 # chunk size and reports ingest time, store size and block count.
 #
 # usage: benches/macro/chunksize.sh [DATA_DIR] [VT_BIN] [SIZES_KIB...]
-#   DATA_DIR  kernel-headers cache made by run.sh (default target/bench-data/kernel-headers)
+#   DATA_DIR  a dataset cache made by run.sh: kernel-headers (default
+#             target/bench-data/kernel-headers; versions N/x/usr/src/linux-headers-*)
+#             or a synthetic set (versions v1, v2, ...)
 #   VT_BIN    vt binary (default target/release/vt)
 set -euo pipefail
 data=${1:-target/bench-data/kernel-headers}
@@ -11,12 +13,16 @@ vt=${2:-target/release/vt}
 shift $(( $# >= 2 ? 2 : $# ))
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(16 32 64 128)
-versions=$(ls "$data" | sort -n)
+versions=$(ls "$data" | grep -v '\.json$' | sort -V)
+tree_of() {  # the tree of version $1
+    local k=("$data/$1"/x/usr/src/linux-headers-*)
+    if [ -d "${k[0]}" ]; then echo "${k[0]}"; else echo "$data/$1"; fi
+}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 logical=0
 for n in $versions; do
-    t=$(echo "$data/$n"/x/usr/src/linux-headers-*)
+    t=$(tree_of "$n")
     logical=$((logical + $(du -sb --apparent-size "$t" | cut -f1)))
 done
 echo "| avg chunk | versions | logical MB | ingest s (sum) | per version s | store MB | logical/store | blocks |"
@@ -27,7 +33,7 @@ for kib in "${sizes[@]}"; do
     total=0
     per=()
     for n in $versions; do
-        t=$(echo "$data/$n"/x/usr/src/linux-headers-*)
+        t=$(tree_of "$n")
         start=$(date +%s.%N)
         "$vt" -q -S "$s" --chunk-kib "$kib" save --no-cache -a "$work/kh-$kib.vt" "$t" >/dev/null
         end=$(date +%s.%N)
