@@ -22,9 +22,10 @@ pub struct Args {
     /// The latest revision made at or before this time (ISO-8601 or unix seconds).
     #[arg(long)]
     pub at: Option<String>,
-    /// Restore symlinks that point outside the restored tree.
+    /// Refuse symlinks that point outside the restored tree (for untrusted archives).
+    /// Symlinks are never followed while restoring, whatever their target.
     #[arg(long)]
-    pub allow_outside_symlinks: bool,
+    pub refuse_outside_symlinks: bool,
 }
 
 /// Restores the chosen revision; refuses an existing target.
@@ -59,7 +60,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode>
     let root = Dirent::parse(&entry.transcription).context("bad transcription in archive")?;
     let store = ctx.open_store_readonly()?;
     let mut opts = ctx.tree_options();
-    opts.allow_outside_symlinks = args.allow_outside_symlinks;
+    opts.refuse_outside_symlinks = args.refuse_outside_symlinks;
     let progress = Arc::new(Progress::default());
     {
         let _bar = TreeProgressBar::start(ctx.quiet, progress.clone(), "unpack");

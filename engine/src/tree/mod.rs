@@ -30,8 +30,10 @@ pub struct TreeOptions {
     pub one_file_system: bool,
     /// Restore owner and group (by name, else number); needs privileges.
     pub restore_owner: bool,
-    /// Restore symlinks whose target lies outside the restored tree.
-    pub allow_outside_symlinks: bool,
+    /// Refuse symlinks whose target lies outside the restored tree. Off by default:
+    /// such symlinks are data (`scripts -> ../../lib/...` in real trees) and restore
+    /// never follows a symlink, so they cannot be used to write outside the target.
+    pub refuse_outside_symlinks: bool,
 }
 
 impl Default for TreeOptions {
@@ -42,7 +44,7 @@ impl Default for TreeOptions {
             xattrs: true,
             one_file_system: false,
             restore_owner: nix::unistd::geteuid().is_root(),
-            allow_outside_symlinks: false,
+            refuse_outside_symlinks: false,
         }
     }
 }

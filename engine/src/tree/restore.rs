@@ -3,9 +3,11 @@
 //! Safety argument: the target must not exist; every directory below it is created by
 //! this restore (`mkdir` fails on an existing name, so nothing is reused); every name is
 //! validated (no `/`, NUL, `.`, `..`, empty) and unique in its directory; files are
-//! created with `O_CREAT|O_EXCL` (never following a symlink); hard links only point at
-//! files this restore wrote; symlinks leading outside the target are refused unless
-//! allowed. So nothing outside the target can be created or modified.
+//! created with `O_CREAT|O_EXCL` (never following a symlink), so no entry can be
+//! written through a symlink, even one pointing outside; hard links only point at files
+//! this restore wrote. So nothing outside the target can be created or modified.
+//! Symlinks are restored verbatim (they are data); `refuse_outside_symlinks` refuses
+//! those leading outside the target, for archives from untrusted sources.
 
 use super::meta::{os_meta, special_of, SpecialKind};
 use super::{Progress, TreeOptions};
@@ -112,7 +114,7 @@ fn create_entry(
             let target = d.symlink_target().map(<[u8]>::to_vec).ok_or_else(|| {
                 Error::bad(format!("{}: symlink without a target", path.display()))
             })?;
-            if !opts.allow_outside_symlinks && leads_outside(path, top, &target) {
+            if opts.refuse_outside_symlinks && leads_outside(path, top, &target) {
                 return Err(Error::bad(format!(
                     "{}: symlink to {:?} leads outside the restore target (refused)",
                     path.display(),
