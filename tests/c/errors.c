@@ -129,7 +129,9 @@ static void test_null_args(vt_store *s) {
     EXPECT_RC(vt_read_to_fd(s, NULL, 1, NULL), VT_ERR_NULL);
 
     char *str = (char *)buf;
-    EXPECT_RC(vt_ref_parse(NULL, &r), VT_ERR_NULL);
+    vt_ref *tmp = r; /* failing calls set their out-pointer to NULL: keep `r` */
+    EXPECT_RC(vt_ref_parse(NULL, &tmp), VT_ERR_NULL);
+    CHECK(tmp == NULL);
     EXPECT_RC(vt_ref_parse("LB{00}", NULL), VT_ERR_NULL);
     EXPECT_RC(vt_ref_format(NULL, (char *)buf, sizeof buf, &n), VT_ERR_NULL);
     EXPECT_RC(vt_ref_format(r, NULL, 5, &n), VT_ERR_NULL);
@@ -168,7 +170,7 @@ static void test_null_args(vt_store *s) {
     EXPECT_RC(vt_dir_open(s, NULL, &it), VT_ERR_NULL);
     EXPECT_RC(vt_dir_open(s, "D{}", NULL), VT_ERR_NULL);
     EXPECT_RC(vt_dir_next(NULL, &e, &b), VT_ERR_NULL);
-    EXPECT_RC(vt_dir_entry_ref(NULL, &r), VT_ERR_NULL);
+    EXPECT_RC(vt_dir_entry_ref(NULL, &tmp), VT_ERR_NULL);
 
     /* An empty Dir iterates nothing; its out-pointers are still checked. */
     MUST(vt_dir_open(s, "D{}", &it));

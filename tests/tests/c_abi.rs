@@ -204,3 +204,18 @@ fn errors_static() {
 fn errors_valgrind() {
     run_valgrind("errors", &[]);
 }
+
+#[test]
+fn threads_dynamic() {
+    run_c("threads", Link::Dynamic, &[]);
+}
+
+#[test]
+fn threads_static() {
+    run_c("threads", Link::Static, &[]);
+}
+
+#[test]
+fn threads_valgrind() {
+    run_valgrind("threads", &["small"]);
+}
