@@ -50,7 +50,11 @@ fn libdir() -> &'static Path {
         let st = cmd.status().expect("run cargo build -p vt-ffi");
         assert!(st.success(), "cargo build -p vt-ffi failed");
         for lib in ["libvt.so", "libvt.a"] {
-            assert!(dir.join(lib).is_file(), "{} missing", dir.join(lib).display());
+            assert!(
+                dir.join(lib).is_file(),
+                "{} missing",
+                dir.join(lib).display()
+            );
         }
         dir
     })
@@ -75,7 +79,9 @@ fn compile(name: &str, link: Link, out_dir: &Path) -> PathBuf {
         .arg(&src);
     match link {
         Link::Dynamic => {
-            cmd.arg("-L").arg(lib).arg(format!("-Wl,-rpath,{}", lib.display()));
+            cmd.arg("-L")
+                .arg(lib)
+                .arg(format!("-Wl,-rpath,{}", lib.display()));
             cmd.args(["-lvt", "-lpthread"]);
         }
         Link::Static => {
@@ -107,8 +113,16 @@ fn run_c(name: &str, link: Link, extra: &[&str]) {
     let exe = compile(name, link, tmp.path());
     let scratch = tmp.path().join("scratch");
     std::fs::create_dir(&scratch).unwrap();
-    let out = Command::new(&exe).arg(&scratch).args(extra).output().unwrap();
-    assert!(out.status.success(), "{name} ({link:?}) failed: {}", show(&out));
+    let out = Command::new(&exe)
+        .arg(&scratch)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name} ({link:?}) failed: {}",
+        show(&out)
+    );
 }
 
 fn have_valgrind() -> bool {
@@ -218,4 +232,99 @@ fn threads_static() {
 #[test]
 fn threads_valgrind() {
     run_valgrind("threads", &["small"]);
+}
+
+/// The C timing loop of `vt_get` runs (timings are printed, never asserted).
+#[test]
+fn bench_get_smoke() {
+    run_c("bench_get", Link::Dynamic, &["1000"]);
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// `make -C ffi install` lays out lib, header and vt.pc under a prefix; the README example
+/// builds against the installed copy (flags from pkg-config when it is installed) and runs.
+#[test]
+fn install_and_pkg_config() {
+    if !have("make") {
+        eprintln!("make not installed: skipping the install test");
+        return;
+    }
+    let lib = libdir();
+    let profile = match lib.file_name().and_then(|n| n.to_str()).unwrap() {
+        "debug" => "dev".to_string(),
+        p => p.to_string(),
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let prefix = tmp.path().join("prefix");
+    let out = Command::new("make")
+        .arg("-C")
+        .arg(root().join("ffi"))
+        .arg("install")
+        .arg(format!("PREFIX={}", prefix.display()))
+        .arg(format!("PROFILE={profile}"))
+        .arg(format!("TARGET_DIR={}", lib.parent().unwrap().display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "make install failed: {}", show(&out));
+    for f in [
+        "lib/libvt.so",
+        "lib/libvt.a",
+        "include/vt.h",
+        "lib/pkgconfig/vt.pc",
+    ] {
+        assert!(prefix.join(f).is_file(), "{f} not installed");
+    }
+    let pc = std::fs::read_to_string(prefix.join("lib/pkgconfig/vt.pc")).unwrap();
+    assert!(
+        pc.contains(&format!("Version: {}", env!("CARGO_PKG_VERSION"))),
+        "{pc}"
+    );
+
+    let flags: Vec<String> = if have("pkg-config") {
+        let o = Command::new("pkg-config")
+            .args(["--cflags", "--libs", "vt"])
+            .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "pkg-config failed: {}", show(&o));
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    } else {
+        eprintln!("pkg-config not installed: using the installed paths directly");
+        vec![
+            format!("-I{}", prefix.join("include").display()),
+            format!("-L{}", prefix.join("lib").display()),
+            "-lvt".into(),
+        ]
+    };
+    let exe = tmp.path().join("example");
+    let o = Command::new("cc")
+        .args(["-Wall", "-Wextra", "-Werror", "-std=c11", "-o"])
+        .arg(&exe)
+        .arg(root().join("tests/c/example.c"))
+        .args(&flags)
+        .arg(format!("-Wl,-rpath,{}", prefix.join("lib").display()))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "compiling the example failed: {}",
+        show(&o)
+    );
+    let o = Command::new(&exe)
+        .arg(tmp.path().join("store"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "example failed: {}", show(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.ends_with("hello from C\n"), "{stdout}");
 }
