@@ -274,8 +274,8 @@ enum vt_result vt_read_range(struct vt_store *store,
                              size_t buf_len,
                              size_t *out_len);
 
-// Reads the whole content of `*r` into a buffer the library allocates: `*out_data`
-// receives `*out_len` bytes, released with `vt_bytes_free(*out_data, *out_len)`. Empty
+// Reads the whole content of `*r` into a buffer the library allocates. Ownership:
+// `*out_data` receives `*out_len` bytes, released with `vt_bytes_free(*out_data, *out_len)`. Empty
 // content gives NULL and 0; on failure both are NULL and 0.
 //
 // Errors: as `vt_read`, without `VT_ERR_BUFFER_TOO_SMALL`. Thread-safety: any thread.
@@ -325,8 +325,8 @@ enum vt_result vt_ref_parse(const char *text, struct vt_ref **out);
 // `r` NULL or live; `buf` has `buf_len` writable bytes; `out_len` writable.
 enum vt_result vt_ref_format(const struct vt_ref *r, char *buf, size_t buf_len, size_t *out_len);
 
-// Stores `*r`'s transcription as a new NUL-terminated string in `*out`, released with
-// `vt_string_free`. NULL on failure.
+// Stores `*r`'s transcription as a new NUL-terminated string in `*out`. Ownership:
+// release it with `vt_string_free`; NULL on failure.
 //
 // Errors: `VT_ERR_NULL`. Thread-safety: any thread.
 //
@@ -354,7 +354,7 @@ enum vt_result vt_ref_hashcode(const struct vt_ref *r, struct vt_hashcode *out);
 
 // Releases a reference. NULL is ignored.
 //
-// Ownership: takes the reference. Thread-safety: must be the last call on it.
+// Ownership: takes the reference. Errors: none. Thread-safety: must be the last call on it.
 //
 // # Safety
 // `r` is NULL or a reference from this library, not yet freed.
@@ -363,7 +363,7 @@ void vt_ref_free(struct vt_ref *r);
 // Releases a string returned by the library (`vt_ref_to_string`, `vt_pack`,
 // `vt_archive_revision`). NULL is ignored.
 //
-// Ownership: takes the string. Thread-safety: any thread.
+// Ownership: takes the string. Errors: none. Thread-safety: any thread.
 //
 // # Safety
 // `s` is NULL or a string from this library, not yet freed.
@@ -414,6 +414,7 @@ enum vt_result vt_store_close(struct vt_store *store);
 // error is discarded: call `vt_store_close` first to see it). NULL is ignored.
 //
 // Ownership: takes the handle; it must not be used afterwards, by any thread.
+// Errors: none reported.
 // Thread-safety: must not run concurrently with any other call on the same handle.
 //
 // # Safety
@@ -504,7 +505,7 @@ enum vt_result vt_get(struct vt_store *store,
                       size_t buf_len,
                       size_t *out_len);
 
-// Like `vt_get`, but the library allocates the buffer: `*out_data` receives a pointer to
+// Like `vt_get`, but the library allocates the buffer. Ownership: `*out_data` receives a pointer to
 // `*out_len` bytes, to be released with `vt_bytes_free(*out_data, *out_len)`. An empty
 // block gives NULL and 0. On failure `*out_data` is NULL and `*out_len` 0.
 //
@@ -520,7 +521,7 @@ enum vt_result vt_get_alloc(struct vt_store *store,
 // Releases a buffer returned by `vt_get_alloc` or `vt_read_alloc`; `len` must be the
 // length returned with it. NULL is ignored.
 //
-// Ownership: takes the buffer. Thread-safety: any thread.
+// Ownership: takes the buffer. Errors: none. Thread-safety: any thread.
 //
 // # Safety
 // `data` is NULL or a buffer from this library with exactly `len` bytes, not yet freed.
@@ -547,7 +548,7 @@ enum vt_result vt_store_block_count(struct vt_store *store, uint64_t *out);
 // appends the new revision to the archive file `archive_path` (created if missing),
 // optionally named `name` (NULL for none).
 //
-// If `out_transcription` is not NULL it receives the revision's root dirent
+// Ownership: if `out_transcription` is not NULL it receives the revision's root dirent
 // transcription (the text in the archive line), released with `vt_string_free`.
 // Entries that cannot be stored (sockets) are skipped.
 // Errors: `VT_ERR_NULL`, `VT_ERR_INVALID` (empty path, name not UTF-8 or with a newline),
@@ -577,7 +578,7 @@ enum vt_result vt_archive_count(const char *archive_path, uint64_t *out);
 
 // Stores the root dirent transcription of revision `revision` of the archive (0 =
 // oldest, negative counts from the latest: -1 = `VT_REVISION_LATEST`) as a new string in
-// `*out`, released with `vt_string_free`; NULL on failure.
+// `*out`. Ownership: release it with `vt_string_free`; NULL on failure.
 //
 // Errors: `VT_ERR_NULL`, `VT_ERR_NOT_FOUND` (no such revision), `VT_ERR_INVALID`
 // (malformed archive), `VT_ERR_IO`. Thread-safety: any thread.
@@ -604,8 +605,8 @@ enum vt_result vt_unpack(struct vt_store *store,
                          const char *target_path);
 
 // Restores the tree of a dirent transcription (as returned by `vt_pack` or
-// `vt_archive_revision`) as the new path `target_path`. Errors and safety as `vt_unpack`
-// (`VT_ERR_INVALID` also for a malformed transcription).
+// `vt_archive_revision`) as the new path `target_path`. Errors: as `vt_unpack`
+// (`VT_ERR_INVALID` also for a malformed transcription). Thread-safety: any thread.
 //
 // # Safety
 // `store` NULL or live; `transcription` and `target_path` NULL or NUL-terminated.
@@ -639,8 +640,8 @@ enum vt_result vt_dir_open(struct vt_store *store,
 enum vt_result vt_dir_next(struct vt_dir_iter *iter, struct vt_dir_entry *out_entry, bool *out_has);
 
 // Stores a new reference to the content of the entry last returned by `vt_dir_next`
-// (a file's data, a directory's encoded entries) in `*out`; release it with
-// `vt_ref_free`. NULL on failure.
+// (a file's data, a directory's encoded entries) in `*out`. Ownership: release it with
+// `vt_ref_free`; NULL on failure.
 //
 // Errors: `VT_ERR_NULL`, `VT_ERR_STATE` (no current entry), `VT_ERR_NOT_FOUND` (the entry
 // has no content: symlinks, hard links). Thread-safety: not concurrently on one iterator.
@@ -651,7 +652,7 @@ enum vt_result vt_dir_entry_ref(const struct vt_dir_iter *iter, struct vt_ref **
 
 // Releases an iterator (and the strings of its last entry). NULL is ignored.
 //
-// Ownership: takes the iterator. Thread-safety: must be the last call on it.
+// Ownership: takes the iterator. Errors: none. Thread-safety: must be the last call on it.
 //
 // # Safety
 // `iter` is NULL or an iterator from `vt_dir_open`, not yet freed.

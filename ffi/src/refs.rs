@@ -279,8 +279,8 @@ pub unsafe extern "C" fn vt_read_range(
     })
 }
 
-/// Reads the whole content of `*r` into a buffer the library allocates: `*out_data`
-/// receives `*out_len` bytes, released with `vt_bytes_free(*out_data, *out_len)`. Empty
+/// Reads the whole content of `*r` into a buffer the library allocates. Ownership:
+/// `*out_data` receives `*out_len` bytes, released with `vt_bytes_free(*out_data, *out_len)`. Empty
 /// content gives NULL and 0; on failure both are NULL and 0.
 ///
 /// Errors: as `vt_read`, without `VT_ERR_BUFFER_TOO_SMALL`. Thread-safety: any thread.
@@ -419,8 +419,8 @@ pub unsafe extern "C" fn vt_ref_format(
     })
 }
 
-/// Stores `*r`'s transcription as a new NUL-terminated string in `*out`, released with
-/// `vt_string_free`. NULL on failure.
+/// Stores `*r`'s transcription as a new NUL-terminated string in `*out`. Ownership:
+/// release it with `vt_string_free`; NULL on failure.
 ///
 /// Errors: `VT_ERR_NULL`. Thread-safety: any thread.
 ///
@@ -484,7 +484,7 @@ pub unsafe extern "C" fn vt_ref_hashcode(r: *const vt_ref, out: *mut vt_hashcode
 
 /// Releases a reference. NULL is ignored.
 ///
-/// Ownership: takes the reference. Thread-safety: must be the last call on it.
+/// Ownership: takes the reference. Errors: none. Thread-safety: must be the last call on it.
 ///
 /// # Safety
 /// `r` is NULL or a reference from this library, not yet freed.
@@ -499,7 +499,7 @@ pub unsafe extern "C" fn vt_ref_free(r: *mut vt_ref) {
 /// Releases a string returned by the library (`vt_ref_to_string`, `vt_pack`,
 /// `vt_archive_revision`). NULL is ignored.
 ///
-/// Ownership: takes the string. Thread-safety: any thread.
+/// Ownership: takes the string. Errors: none. Thread-safety: any thread.
 ///
 /// # Safety
 /// `s` is NULL or a string from this library, not yet freed.

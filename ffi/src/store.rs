@@ -239,6 +239,7 @@ pub unsafe extern "C" fn vt_store_close(store: *mut vt_store) -> vt_result {
 /// error is discarded: call `vt_store_close` first to see it). NULL is ignored.
 ///
 /// Ownership: takes the handle; it must not be used afterwards, by any thread.
+/// Errors: none reported.
 /// Thread-safety: must not run concurrently with any other call on the same handle.
 ///
 /// # Safety
@@ -447,7 +448,7 @@ pub fn too_small(need: usize, have: usize) -> vt_result {
     )
 }
 
-/// Like `vt_get`, but the library allocates the buffer: `*out_data` receives a pointer to
+/// Like `vt_get`, but the library allocates the buffer. Ownership: `*out_data` receives a pointer to
 /// `*out_len` bytes, to be released with `vt_bytes_free(*out_data, *out_len)`. An empty
 /// block gives NULL and 0. On failure `*out_data` is NULL and `*out_len` 0.
 ///
@@ -487,7 +488,7 @@ pub unsafe extern "C" fn vt_get_alloc(
 /// Releases a buffer returned by `vt_get_alloc` or `vt_read_alloc`; `len` must be the
 /// length returned with it. NULL is ignored.
 ///
-/// Ownership: takes the buffer. Thread-safety: any thread.
+/// Ownership: takes the buffer. Errors: none. Thread-safety: any thread.
 ///
 /// # Safety
 /// `data` is NULL or a buffer from this library with exactly `len` bytes, not yet freed.

@@ -41,7 +41,7 @@ fn now() -> f64 {
 /// appends the new revision to the archive file `archive_path` (created if missing),
 /// optionally named `name` (NULL for none).
 ///
-/// If `out_transcription` is not NULL it receives the revision's root dirent
+/// Ownership: if `out_transcription` is not NULL it receives the revision's root dirent
 /// transcription (the text in the archive line), released with `vt_string_free`.
 /// Entries that cannot be stored (sockets) are skipped.
 /// Errors: `VT_ERR_NULL`, `VT_ERR_INVALID` (empty path, name not UTF-8 or with a newline),
@@ -145,7 +145,7 @@ pub unsafe extern "C" fn vt_archive_count(archive_path: *const c_char, out: *mut
 
 /// Stores the root dirent transcription of revision `revision` of the archive (0 =
 /// oldest, negative counts from the latest: -1 = `VT_REVISION_LATEST`) as a new string in
-/// `*out`, released with `vt_string_free`; NULL on failure.
+/// `*out`. Ownership: release it with `vt_string_free`; NULL on failure.
 ///
 /// Errors: `VT_ERR_NULL`, `VT_ERR_NOT_FOUND` (no such revision), `VT_ERR_INVALID`
 /// (malformed archive), `VT_ERR_IO`. Thread-safety: any thread.
@@ -214,8 +214,8 @@ pub unsafe extern "C" fn vt_unpack(
 }
 
 /// Restores the tree of a dirent transcription (as returned by `vt_pack` or
-/// `vt_archive_revision`) as the new path `target_path`. Errors and safety as `vt_unpack`
-/// (`VT_ERR_INVALID` also for a malformed transcription).
+/// `vt_archive_revision`) as the new path `target_path`. Errors: as `vt_unpack`
+/// (`VT_ERR_INVALID` also for a malformed transcription). Thread-safety: any thread.
 ///
 /// # Safety
 /// `store` NULL or live; `transcription` and `target_path` NULL or NUL-terminated.
@@ -387,8 +387,8 @@ pub unsafe extern "C" fn vt_dir_next(
 }
 
 /// Stores a new reference to the content of the entry last returned by `vt_dir_next`
-/// (a file's data, a directory's encoded entries) in `*out`; release it with
-/// `vt_ref_free`. NULL on failure.
+/// (a file's data, a directory's encoded entries) in `*out`. Ownership: release it with
+/// `vt_ref_free`; NULL on failure.
 ///
 /// Errors: `VT_ERR_NULL`, `VT_ERR_STATE` (no current entry), `VT_ERR_NOT_FOUND` (the entry
 /// has no content: symlinks, hard links). Thread-safety: not concurrently on one iterator.
@@ -425,7 +425,7 @@ pub unsafe extern "C" fn vt_dir_entry_ref(
 
 /// Releases an iterator (and the strings of its last entry). NULL is ignored.
 ///
-/// Ownership: takes the iterator. Thread-safety: must be the last call on it.
+/// Ownership: takes the iterator. Errors: none. Thread-safety: must be the last call on it.
 ///
 /// # Safety
 /// `iter` is NULL or an iterator from `vt_dir_open`, not yet freed.

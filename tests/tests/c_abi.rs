@@ -328,3 +328,51 @@ fn install_and_pkg_config() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.ends_with("hello from C\n"), "{stdout}");
 }
+
+/// Every function in vt.h carries a comment stating its errors and thread-safety, and
+/// those that hand out or take ownership (`**` out-parameters, `_free`) say so.
+#[test]
+fn header_documents_every_function() {
+    let h = std::fs::read_to_string(root().join("include/vt.h")).unwrap();
+    let mut comment = String::new();
+    let mut decl = String::new();
+    let mut checked = 0;
+    for line in h.lines() {
+        let t = line.trim();
+        if let Some(c) = t.strip_prefix("//") {
+            comment.push_str(c);
+            comment.push('\n');
+            continue;
+        }
+        let code = !t.starts_with('#') && !t.starts_with('*') && !t.starts_with("/*");
+        if !decl.is_empty()
+            || (code && (t.contains(" vt_") || t.contains("*vt_")) && t.contains('('))
+        {
+            decl.push_str(t);
+            if !t.ends_with(';') {
+                continue;
+            }
+            let name = decl
+                .split('(')
+                .next()
+                .and_then(|s| s.rsplit(|c: char| c == ' ' || c == '*').next())
+                .unwrap()
+                .to_string();
+            assert!(comment.contains("Errors"), "{name}: comment lacks Errors");
+            assert!(
+                comment.contains("Thread-safety"),
+                "{name}: comment lacks Thread-safety"
+            );
+            if decl.contains("**") || name.ends_with("_free") {
+                assert!(
+                    comment.contains("Ownership"),
+                    "{name}: comment lacks Ownership"
+                );
+            }
+            checked += 1;
+        }
+        comment.clear();
+        decl.clear();
+    }
+    assert!(checked >= 40, "only {checked} functions found in vt.h");
+}
