@@ -56,7 +56,12 @@ pub fn set_last_error(msg: &str) {
 
 /// Clears this thread's last error message.
 pub fn clear_last_error() {
-    LAST_ERROR.with(|e| *e.borrow_mut() = None);
+    LAST_ERROR.with(|e| {
+        // Most calls follow a success: skip the write (and the drop) then.
+        if e.borrow().is_some() {
+            *e.borrow_mut() = None;
+        }
+    });
 }
 
 /// Maps an engine error to its result code and records its message.

@@ -43,10 +43,21 @@ impl vt_hashcode {
     /// The engine hashcode; fails with `VT_ERR_INVALID` on an unknown algorithm or a
     /// length that does not match it.
     pub fn to_engine(&self) -> Res<HashCode> {
-        let alg = HashAlg::from_hashenum(u64::from(self.alg))?;
+        // Checked here rather than through the engine's Result-returning constructors,
+        // which build an engine error on the way: this runs on every vt_get.
+        let alg = match self.alg {
+            VT_HASH_SHA1 => HashAlg::Sha1,
+            VT_HASH_SHA256 => HashAlg::Sha256,
+            VT_HASH_BLAKE3 => HashAlg::Blake3,
+            a => return Err(invalid(&format!("unknown hash algorithm {a}"))),
+        };
         let len = self.digest_len as usize;
-        if len > self.digest.len() {
-            return Err(invalid(&format!("hashcode digest_len {len} exceeds 32")));
+        if len != alg.digest_len() {
+            return Err(invalid(&format!(
+                "digest_len {len} does not match {} ({} bytes)",
+                alg.name(),
+                alg.digest_len()
+            )));
         }
         Ok(HashCode::from_digest(alg, &self.digest[..len])?)
     }

@@ -428,7 +428,8 @@ pub unsafe extern "C" fn vt_get(
         let h = unsafe { hash_arg(hash) }?;
         need_out(out_len, "out_len")?;
         let (buf, cap) = out_buf(buf, buf_len, "buf")?;
-        let data = o.store().get_required(&h)?;
+        // `get` rather than `get_required`: no engine error is built on this hot path.
+        let data = o.store().get(&h)?.ok_or_else(|| not_found(&h))?;
         // SAFETY: `out_len` is non-null and writable per the caller.
         unsafe { put(out_len, data.len()) };
         if data.len() > cap {
@@ -438,6 +439,14 @@ pub unsafe extern "C" fn vt_get(
         unsafe { copy_out(&data, buf, cap) };
         Ok(())
     })
+}
+
+/// The `VT_ERR_NOT_FOUND` error for a missing block.
+fn not_found(h: &vt_engine::HashCode) -> vt_result {
+    fail_with(
+        vt_result::VT_ERR_NOT_FOUND,
+        &format!("block not found: {h}"),
+    )
 }
 
 /// The `VT_ERR_BUFFER_TOO_SMALL` error.
