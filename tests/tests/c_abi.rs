@@ -355,7 +355,7 @@ fn header_documents_every_function() {
             let name = decl
                 .split('(')
                 .next()
-                .and_then(|s| s.rsplit(|c: char| c == ' ' || c == '*').next())
+                .and_then(|s| s.rsplit([' ', '*']).next())
                 .unwrap()
                 .to_string();
             assert!(comment.contains("Errors"), "{name}: comment lacks Errors");
