@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod cmd;
+mod fuse;
 mod output;
 mod storespec;
 
@@ -53,6 +54,8 @@ pub enum Command {
     Info(cmd::info::Args),
     /// Rebuild the index from the segment files.
     Reindex(cmd::reindex::Args),
+    /// Mount an archive (read-write) or a Dir transcription (read-only) through FUSE.
+    Mount(cmd::mount::Args),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +80,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(a) => cmd::verify::run(&ctx, a),
         Command::Info(a) => cmd::info::run(&ctx, a),
         Command::Reindex(a) => cmd::reindex::run(&ctx, a),
+        Command::Mount(a) => cmd::mount::run(&ctx, a),
     }
 }
 

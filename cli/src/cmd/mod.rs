@@ -4,6 +4,7 @@ pub mod cat;
 pub mod dump;
 pub mod info;
 pub mod init;
+pub mod mount;
 pub mod reindex;
 pub mod save;
 pub mod verify;

@@ -1029,6 +1029,10 @@ impl Fs {
         if name == XATTR_BLOCK {
             return Err(FsError::Perm);
         }
+        // POSIX ACLs are not kept: refusing them makes tools fall back to chmod.
+        if name.starts_with(b"system.") {
+            return Err(FsError::NotSupported);
+        }
         if name.is_empty() || name.len() > NAME_MAX {
             return Err(if name.is_empty() {
                 FsError::Invalid
