@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod cmd;
+mod fuse;
 mod output;
 mod storespec;
 mod treearg;
@@ -79,6 +80,8 @@ pub enum Command {
     Unpin(cmd::pin::UnpinArgs),
     /// List the roots GC keeps alive (registered archives and pins).
     Roots(cmd::roots::Args),
+    /// Mount an archive (read-write) or a Dir transcription (read-only) through FUSE.
+    Mount(cmd::mount::Args),
 }
 
 fn main() -> ExitCode {
@@ -114,6 +117,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pin(a) => cmd::pin::run(&ctx, a),
         Command::Unpin(a) => cmd::pin::run_unpin(&ctx, a),
         Command::Roots(a) => cmd::roots::run(&ctx, a),
+        Command::Mount(a) => cmd::mount::run(&ctx, a),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod codec;
 pub mod dir;
 pub mod error;
 pub mod filecache;
+pub mod fs;
 pub mod gc;
 pub mod hash;
 pub mod index;

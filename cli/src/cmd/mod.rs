@@ -10,6 +10,7 @@ pub mod info;
 pub mod init;
 pub mod log;
 pub mod ls;
+pub mod mount;
 pub mod pack;
 pub mod pin;
 pub mod reindex;

@@ -1,0 +1,243 @@
+//! Write-back buffer of one file: modified pages over the stored content, turned
+//! back into a block reference ("committed") on flush, fsync, close or when the
+//! buffer grows too large.
+//!
+//! Committing keeps the stored leaves that lie wholly before the first change and
+//! chunks only from there on, so an append re-reads at most one leaf of the old
+//! content, and long sequential writes cost time linear in their length.
+
+use crate::block::BlockRef;
+use crate::blockify::{leaf_ref, BlockifyOptions, TreeBuilder};
+use crate::error::Result;
+use crate::read;
+use crate::store::{Store, StoreSink};
+use std::collections::BTreeMap;
+
+/// Size of a write-back page.
+pub const PAGE: u64 = 64 * 1024;
+
+/// A file's content: a stored base plus modified pages.
+#[derive(Debug, Clone)]
+pub struct FileBuf {
+    /// The stored content the pages overlay.
+    base: BlockRef,
+    /// How much of `base` is still visible (less after a shrinking truncate).
+    base_len: u64,
+    /// The file size.
+    size: u64,
+    /// Modified pages by index; each is `PAGE` bytes, zero past `size`.
+    pages: BTreeMap<u64, Box<[u8]>>,
+}
+
+impl FileBuf {
+    /// A clean buffer over `base`.
+    pub fn new(base: BlockRef) -> Self {
+        let n = base.span();
+        FileBuf {
+            base,
+            base_len: n,
+            size: n,
+            pages: BTreeMap::new(),
+        }
+    }
+
+    /// The file size.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The committed content reference; meaningful when not dirty.
+    pub fn base(&self) -> &BlockRef {
+        &self.base
+    }
+
+    /// True when the content differs from `base`.
+    pub fn is_dirty(&self) -> bool {
+        !self.pages.is_empty() || self.size != self.base.span() || self.base_len != self.size
+    }
+
+    /// Bytes held in modified pages.
+    pub fn dirty_bytes(&self) -> u64 {
+        self.pages.len() as u64 * PAGE
+    }
+
+    /// Reads `[off, off + len)` of the base, zeros past `base_len`.
+    fn base_read(&self, store: &dyn Store, off: u64, len: u64) -> Result<Vec<u8>> {
+        let avail = self.base_len.saturating_sub(off).min(len);
+        let mut v = if avail > 0 {
+            read::read_range(store, &self.base, off, avail)?
+        } else {
+            Vec::new()
+        };
+        v.resize(len as usize, 0);
+        Ok(v)
+    }
+
+    /// Up to `len` bytes from `off`, clipped to the size.
+    pub fn read(&self, store: &dyn Store, off: u64, len: u64) -> Result<Vec<u8>> {
+        let end = off.saturating_add(len).min(self.size);
+        let mut out = Vec::with_capacity(end.saturating_sub(off) as usize);
+        let mut pos = off;
+        while pos < end {
+            let idx = pos / PAGE;
+            let in_page = pos % PAGE;
+            let n = (PAGE - in_page).min(end - pos);
+            match self.pages.get(&idx) {
+                Some(p) => out.extend_from_slice(&p[in_page as usize..(in_page + n) as usize]),
+                None => {
+                    // Read the whole run of clean pages in one go.
+                    let mut run_end = pos + n;
+                    while run_end < end && !self.pages.contains_key(&(run_end / PAGE)) {
+                        run_end = (run_end + PAGE).min(end);
+                    }
+                    out.extend(self.base_read(store, pos, run_end - pos)?);
+                    pos = run_end;
+                    continue;
+                }
+            }
+            pos += n;
+        }
+        Ok(out)
+    }
+
+    /// The page `idx`, loading it from the base when first modified.
+    fn page_mut(&mut self, store: &dyn Store, idx: u64) -> Result<&mut [u8]> {
+        if !self.pages.contains_key(&idx) {
+            let start = idx * PAGE;
+            let visible = self.size.min(self.base_len).saturating_sub(start).min(PAGE);
+            let mut p = self.base_read(store, start, visible)?;
+            p.resize(PAGE as usize, 0);
+            self.pages.insert(idx, p.into_boxed_slice());
+        }
+        Ok(self
+            .pages
+            .get_mut(&idx)
+            .map(|p| &mut p[..])
+            .unwrap_or(&mut []))
+    }
+
+    /// Writes `data` at `off`, growing the file as needed.
+    pub fn write(&mut self, store: &dyn Store, off: u64, data: &[u8]) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let mut pos = off;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let idx = pos / PAGE;
+            let in_page = (pos % PAGE) as usize;
+            let n = (PAGE as usize - in_page).min(rest.len());
+            let page = self.page_mut(store, idx)?;
+            page[in_page..in_page + n].copy_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            pos += n as u64;
+        }
+        self.size = self.size.max(pos);
+        Ok(())
+    }
+
+    /// Sets the size; bytes past a shrunk end read as zeros if it grows again.
+    pub fn truncate(&mut self, size: u64) {
+        if size < self.size {
+            let first_gone = size.div_ceil(PAGE);
+            self.pages.split_off(&first_gone);
+            if let Some(p) = self.pages.get_mut(&(size / PAGE)) {
+                p[(size % PAGE) as usize..].fill(0);
+            }
+            self.base_len = self.base_len.min(size);
+        }
+        self.size = size;
+    }
+
+    /// Where the content first differs from the base.
+    fn first_change(&self) -> u64 {
+        let page = self.pages.keys().next().map_or(u64::MAX, |i| i * PAGE);
+        page.min(self.base_len)
+    }
+
+    /// Stores the content and makes it the new base. Returns the new reference.
+    pub fn commit(&mut self, store: &dyn Store, opts: &BlockifyOptions) -> Result<BlockRef> {
+        if !self.is_dirty() {
+            return Ok(self.base.clone());
+        }
+        let sink = StoreSink(store);
+        let mut tree = TreeBuilder::new(&sink, opts.hash_alg, opts.chunker);
+        let mut kept = 0;
+        // The base's last leaf was cut by the end of the content, not by the
+        // chunker, so it is always re-chunked.
+        let limit = self.first_change().min(self.base.span().saturating_sub(1));
+        push_leaves_before(store, &self.base, limit, &mut kept, &mut tree)?;
+        let mut chunker = opts.chunker.chunker();
+        // `buf` holds the bytes not yet in a leaf; the chunker has seen `buf[..scanned]`.
+        let mut buf: Vec<u8> = Vec::new();
+        let mut scanned = 0;
+        let mut pos = kept;
+        const STEP: u64 = 4 << 20;
+        loop {
+            let n = STEP.min(self.size - pos);
+            buf.extend(self.read(store, pos, n)?);
+            pos += n;
+            let mut start = 0;
+            while scanned < buf.len() {
+                match chunker.next_cut(&buf[scanned..]) {
+                    Some(k) => {
+                        scanned += k;
+                        if scanned > start {
+                            tree.push(leaf_ref(
+                                &buf[start..scanned],
+                                opts.chunker,
+                                opts.hash_alg,
+                                &sink,
+                            )?)?;
+                            start = scanned;
+                        }
+                    }
+                    None => scanned = buf.len(),
+                }
+            }
+            if pos >= self.size {
+                if start < buf.len() {
+                    tree.push(leaf_ref(&buf[start..], opts.chunker, opts.hash_alg, &sink)?)?;
+                }
+                break;
+            }
+            buf.drain(..start);
+            scanned -= start;
+        }
+        let top = tree.finish()?;
+        *self = FileBuf::new(top.clone());
+        Ok(top)
+    }
+}
+
+/// Pushes the leaves of `r` that end at or before `limit` (in content order,
+/// stopping at the first that does not), adding their spans to `kept`.
+/// Returns false once a leaf past the limit was met.
+fn push_leaves_before(
+    store: &dyn Store,
+    r: &BlockRef,
+    limit: u64,
+    kept: &mut u64,
+    tree: &mut TreeBuilder<'_>,
+) -> Result<bool> {
+    if r.span() == 0 {
+        return Ok(true);
+    }
+    if *kept + r.span() <= limit && !r.is_indirect() {
+        tree.push(r.clone())?;
+        *kept += r.span();
+        return Ok(true);
+    }
+    let BlockRef::Indirect { hash, span } = r else {
+        return Ok(false);
+    };
+    if *kept >= limit {
+        return Ok(false);
+    }
+    for c in read::fetch_children(store, hash, *span)? {
+        if !push_leaves_before(store, &c, limit, kept, tree)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}

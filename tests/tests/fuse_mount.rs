@@ -1,0 +1,500 @@
+//! Real FUSE mounts through `vt mount`: real tools in, `vt`'s engine out.
+//!
+//! Needs /dev/fuse, fusermount3, rsync, git and make (the CI script installs them)
+//! and runs as root, like the CI.
+
+use std::fs;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use vt_engine::archive::Archive;
+use vt_engine::store::{DataDir, DataDirOptions};
+use vt_engine::tree::{self, Progress, TreeOptions};
+use vt_engine::Dirent;
+
+/// The `vt` binary next to this test's target directory (cli/tests makes cargo build it).
+fn vt_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("vt");
+    assert!(
+        bin.exists(),
+        "{} missing: build with cargo test --workspace",
+        bin.display()
+    );
+    bin
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sh(dir: &Path, script: &str) -> String {
+    run(Command::new("sh").arg("-c").arg(script).current_dir(dir))
+}
+
+/// A workspace: a store, an archive, a mountpoint.
+struct Env {
+    tmp: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        run(Command::new(vt_bin())
+            .arg("-q")
+            .arg("-S")
+            .arg(tmp.path().join("store"))
+            .arg("init"));
+        Env { tmp }
+    }
+    fn path(&self, p: &str) -> PathBuf {
+        self.tmp.path().join(p)
+    }
+    fn archive(&self) -> PathBuf {
+        self.path("a.vt")
+    }
+    fn mnt(&self) -> PathBuf {
+        self.path("mnt")
+    }
+    fn mount(&self, extra: &[&str]) -> Mount {
+        Mount::start(self, &self.archive().to_string_lossy(), &self.mnt(), extra)
+    }
+    /// The store, read-only (a follower: no writer lock needed).
+    fn store(&self) -> DataDir {
+        let opts = DataDirOptions {
+            read_only: true,
+            ..DataDirOptions::default()
+        };
+        DataDir::open(self.path("store"), opts).unwrap()
+    }
+    fn revisions(&self) -> usize {
+        Archive::new(self.archive()).entries().unwrap().len()
+    }
+    /// Restores the archive's latest revision to a fresh directory.
+    fn restore_latest(&self, name: &str) -> PathBuf {
+        let store = self.store();
+        let latest = Archive::new(self.archive())
+            .latest()
+            .unwrap()
+            .expect("a revision");
+        let root = Dirent::parse(&latest.transcription).unwrap();
+        let out = self.path(name);
+        tree::restore(
+            &store,
+            &root,
+            &out,
+            &TreeOptions::default(),
+            &Progress::default(),
+        )
+        .unwrap();
+        out
+    }
+}
+
+fn is_mounted(p: &Path) -> bool {
+    let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let p = p.to_string_lossy();
+    mounts.lines().any(|l| l.split(' ').nth(1) == Some(&p))
+}
+
+/// A running `vt mount`; the drop guard unmounts lazily and reaps the process.
+struct Mount {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Mount {
+    fn start(env: &Env, special: &str, dir: &Path, extra: &[&str]) -> Mount {
+        let child = Command::new(vt_bin())
+            .arg("-q")
+            .arg("-S")
+            .arg(env.path("store"))
+            .arg("mount")
+            .arg(special)
+            .arg(dir)
+            .args(extra)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn vt mount");
+        let m = Mount {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+        };
+        let t = Instant::now();
+        while !is_mounted(dir) {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "mount did not appear"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        m
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGTERM: the mount records a final revision and exits cleanly.
+    fn stop(mut self) {
+        run(Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string()));
+        let status = self.child.take().unwrap().wait().unwrap();
+        assert!(status.success(), "vt mount exited with {status}");
+        assert!(!is_mounted(&self.dir));
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3")
+            .arg("-u")
+            .arg("-z")
+            .arg(&self.dir)
+            .status();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A source tree with files, a sparse file, subdirectories, symlinks, a hard link,
+/// odd modes and an xattr.
+fn make_source(root: &Path) {
+    fs::create_dir_all(root.join("sub/deeper")).unwrap();
+    fs::write(root.join("hello.txt"), b"hello world\n").unwrap();
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    fs::write(root.join("sub/big.bin"), &big).unwrap();
+    let mut sparse = fs::File::create(root.join("sparse")).unwrap();
+    sparse.seek(SeekFrom::Start(5 << 20)).unwrap();
+    sparse.write_all(b"tail").unwrap();
+    fs::write(root.join("sub/deeper/exe.sh"), b"#!/bin/sh\necho hi\n").unwrap();
+    fs::set_permissions(
+        root.join("sub/deeper/exe.sh"),
+        fs::Permissions::from_mode(0o751),
+    )
+    .unwrap();
+    fs::write(root.join("empty"), b"").unwrap();
+    std::os::unix::fs::symlink("hello.txt", root.join("link")).unwrap();
+    std::os::unix::fs::symlink("../hello.txt", root.join("sub/uplink")).unwrap();
+    fs::hard_link(root.join("hello.txt"), root.join("sub/hard")).unwrap();
+    sh(
+        root,
+        "setfattr -n user.color -v blue hello.txt 2>/dev/null || true",
+    );
+    sh(
+        root,
+        "touch -d '2020-02-02 02:02:02.123456789' sub/deeper/exe.sh empty",
+    );
+}
+
+/// Compares two trees: types, contents, symlink targets, permissions, mtimes, link counts.
+fn assert_same_tree(a: &Path, b: &Path) {
+    let mut names_a: Vec<_> = fs::read_dir(a)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let mut names_b: Vec<_> = fs::read_dir(b)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names_a.sort();
+    names_b.sort();
+    assert_eq!(
+        names_a,
+        names_b,
+        "entries of {} vs {}",
+        a.display(),
+        b.display()
+    );
+    for n in names_a {
+        let (pa, pb) = (a.join(&n), b.join(&n));
+        let (ma, mb) = (
+            fs::symlink_metadata(&pa).unwrap(),
+            fs::symlink_metadata(&pb).unwrap(),
+        );
+        assert_eq!(ma.file_type(), mb.file_type(), "{}", pb.display());
+        if ma.file_type().is_symlink() {
+            assert_eq!(fs::read_link(&pa).unwrap(), fs::read_link(&pb).unwrap());
+            continue;
+        }
+        assert_eq!(
+            ma.mode() & 0o7777,
+            mb.mode() & 0o7777,
+            "mode of {}",
+            pb.display()
+        );
+        if ma.is_dir() {
+            assert_same_tree(&pa, &pb);
+            continue;
+        }
+        assert_eq!(ma.mtime(), mb.mtime(), "mtime of {}", pb.display());
+        assert_eq!(ma.nlink(), mb.nlink(), "nlink of {}", pb.display());
+        assert!(
+            fs::read(&pa).unwrap() == fs::read(&pb).unwrap(),
+            "content of {}",
+            pb.display()
+        );
+    }
+}
+
+#[test]
+fn cp_in_unmount_restore_remount_and_tar() {
+    let env = Env::new();
+    let src = env.path("src");
+    make_source(&src);
+    let m = env.mount(&[]);
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(&src)
+        .arg(env.mnt().join("src")));
+    assert_same_tree(&src, &env.mnt().join("src"));
+    // The content reference is readable as an xattr.
+    let xb = fs::read(env.mnt().join("src/hello.txt")).unwrap();
+    assert_eq!(xb, b"hello world\n");
+    m.stop();
+    assert!(
+        !env.mnt().exists(),
+        "mountpoint created by vt mount is removed"
+    );
+    assert_eq!(env.revisions(), 1);
+    let out = env.restore_latest("restored");
+    assert_same_tree(&src, &out.join("src"));
+    assert_eq!(
+        fs::metadata(out.join("src/hello.txt")).unwrap().ino(),
+        fs::metadata(out.join("src/sub/hard")).unwrap().ino()
+    );
+
+    // A remount shows the same tree; tar of it equals tar of the source.
+    let m = env.mount(&[]);
+    assert_same_tree(&src, &env.mnt().join("src"));
+    let tar = |dir: &Path| {
+        run(Command::new("sh")
+            .arg("-c")
+            .arg("tar --sort=name --numeric-owner --format=gnu -cf - . | sha256sum")
+            .current_dir(dir))
+    };
+    assert_eq!(tar(&src), tar(&env.mnt().join("src")));
+    // cp -a back out.
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(env.mnt().join("src"))
+        .arg(env.path("out")));
+    assert_same_tree(&src, &env.path("out"));
+    // Changes: delete, rename, overwrite.
+    fs::remove_file(env.mnt().join("src/empty")).unwrap();
+    fs::rename(env.mnt().join("src/sub"), env.mnt().join("src/moved")).unwrap();
+    fs::write(env.mnt().join("src/hello.txt"), b"changed\n").unwrap();
+    m.stop();
+    assert_eq!(env.revisions(), 2);
+    let out = env.restore_latest("restored2");
+    assert!(!out.join("src/empty").exists());
+    assert!(out.join("src/moved/big.bin").exists());
+    assert_eq!(fs::read(out.join("src/hello.txt")).unwrap(), b"changed\n");
+    assert_eq!(fs::read(out.join("src/moved/hard")).unwrap(), b"changed\n");
+
+    // -a lists every revision, read-only.
+    let m = env.mount(&["-a"]);
+    let revs: Vec<_> = fs::read_dir(env.mnt()).unwrap().collect();
+    assert_eq!(revs.len(), 2);
+    let mut names: Vec<_> = revs.into_iter().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    assert_eq!(
+        fs::read(names[0].join("src/hello.txt")).unwrap(),
+        b"hello world\n"
+    );
+    let err = fs::write(names[0].join("new"), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc_erofs()));
+    m.stop();
+    assert_eq!(env.revisions(), 2, "read-only mounts record nothing");
+}
+
+fn libc_erofs() -> i32 {
+    30
+}
+
+const EPERM: i32 = 1;
+
+#[test]
+fn append_only_refuses_destruction_with_eperm() {
+    let env = Env::new();
+    let m = env.mount(&[]);
+    fs::create_dir(env.mnt().join("d")).unwrap();
+    fs::write(env.mnt().join("d/f"), b"original").unwrap();
+    m.stop();
+    let before = fs::read_to_string(env.archive()).unwrap();
+
+    let m = env.mount(&["-o", "append_only"]);
+    let d = env.mnt().join("d");
+    let f = d.join("f");
+    let eperm = |r: std::io::Result<()>, what: &str| {
+        assert_eq!(r.expect_err(what).raw_os_error(), Some(EPERM), "{what}");
+    };
+    eperm(fs::remove_file(&f), "unlink");
+    eperm(
+        fs::remove_dir(&d).or_else(|_| fs::remove_dir(&d)),
+        "rmdir of a non-empty dir",
+    );
+    fs::create_dir(d.join("empty")).unwrap();
+    eperm(fs::remove_dir(d.join("empty")), "rmdir");
+    eperm(fs::rename(&f, d.join("g")), "rename");
+    eperm(
+        fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&f)
+            .map(|_| ()),
+        "O_TRUNC",
+    );
+    eperm(
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&f)
+            .and_then(|mut h| h.write_all(b"X")),
+        "overwrite",
+    );
+    eperm(
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&f)
+            .and_then(|h| h.set_len(3)),
+        "truncate",
+    );
+    // Appends and new files work.
+    let mut h = fs::OpenOptions::new().append(true).open(&f).unwrap();
+    h.write_all(b"+appended").unwrap();
+    drop(h);
+    fs::write(d.join("new"), b"new file").unwrap();
+    assert_eq!(fs::read(&f).unwrap(), b"original+appended");
+    m.stop();
+    let after = fs::read_to_string(env.archive()).unwrap();
+    assert!(
+        after.starts_with(&before),
+        "the archive is only appended to"
+    );
+    let out = env.restore_latest("r");
+    assert_eq!(fs::read(out.join("d/f")).unwrap(), b"original+appended");
+    assert_eq!(fs::read(out.join("d/new")).unwrap(), b"new file");
+    assert!(out.join("d/empty").is_dir());
+}
+
+#[test]
+fn rsync_git_and_make_inside_the_mount() {
+    let env = Env::new();
+    let src = env.path("src");
+    make_source(&src);
+    let m = env.mount(&[]);
+    let mnt = env.mnt();
+    run(Command::new("rsync")
+        .arg("-aHX")
+        .arg(format!("{}/", src.display()))
+        .arg(mnt.join("r")));
+    let diff = run(Command::new("rsync")
+        .arg("-acHX")
+        .arg("--dry-run")
+        .arg("--itemize-changes")
+        .arg(format!("{}/", src.display()))
+        .arg(format!("{}/", mnt.join("r").display())));
+    assert_eq!(diff.trim(), "", "rsync sees differences");
+
+    let repo = mnt.join("repo");
+    fs::create_dir(&repo).unwrap();
+    fs::write(
+        repo.join("main.c"),
+        "#include <stdio.h>\n#include \"msg.h\"\nint main(void){puts(MSG);return 0;}\n",
+    )
+    .unwrap();
+    fs::write(repo.join("msg.h"), "#define MSG \"built in vt\"\n").unwrap();
+    fs::write(
+        repo.join("Makefile"),
+        "prog: main.o\n\tcc -o prog main.o\nmain.o: main.c msg.h\n\tcc -c main.c\n",
+    )
+    .unwrap();
+    sh(&repo, "git init -q . && git add -A && git -c user.name=t -c user.email=t@e commit -qm first && git fsck --strict && test -z \"$(git status --porcelain)\"");
+    sh(&repo, "make -s");
+    assert_eq!(sh(&repo, "./prog"), "built in vt\n");
+    sh(&repo, "echo '#define MSG \"rebuilt\"' > msg.h && make -s && git -c user.name=t -c user.email=t@e commit -qam second");
+    assert_eq!(sh(&repo, "./prog"), "rebuilt\n");
+    assert_eq!(sh(&repo, "git log --oneline | wc -l").trim(), "2");
+    m.stop();
+    let out = env.restore_latest("r");
+    assert_eq!(
+        sh(&out.join("repo"), "git log --oneline | wc -l").trim(),
+        "2"
+    );
+    sh(
+        &out.join("repo"),
+        "git fsck --strict && test -z \"$(git status --porcelain --untracked-files=no)\"",
+    );
+    assert_eq!(sh(&out.join("repo"), "./prog"), "rebuilt\n");
+}
+
+#[test]
+fn kill_9_leaves_store_and_archive_valid() {
+    let env = Env::new();
+    let m = env.mount(&["--sync-interval", "1"]);
+    fs::write(env.mnt().join("first"), b"synced").unwrap();
+    let t = Instant::now();
+    while env.revisions() == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no periodic revision"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // More changes, some maybe half-synced, then a hard kill.
+    let big: Vec<u8> = (0..4_000_000u32).map(|i| (i % 253) as u8).collect();
+    fs::write(env.mnt().join("second"), &big).unwrap();
+    let mut h = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .mode(0o644)
+        .open(env.mnt().join("open"))
+        .unwrap();
+    h.write_all(&big).unwrap();
+    run(Command::new("kill").arg("-9").arg(m.pid().to_string()));
+    drop(h);
+    drop(m);
+    let store = env.store();
+    assert!(store.verify().unwrap().is_ok());
+    let out = env.restore_latest("r");
+    assert_eq!(fs::read(out.join("first")).unwrap(), b"synced");
+}
+
+#[test]
+fn transcription_mounts_read_only() {
+    let env = Env::new();
+    let m = env.mount(&[]);
+    fs::write(env.mnt().join("f"), b"data").unwrap();
+    m.stop();
+    let latest = Archive::new(env.archive()).latest().unwrap().unwrap();
+    let m = Mount::start(&env, &latest.transcription, &env.path("ro"), &[]);
+    assert_eq!(fs::read(env.path("ro/f")).unwrap(), b"data");
+    let block = sh(&env.path("ro"), "getfattr --only-values -n x-vt-block f");
+    assert!(
+        block.starts_with("LB{") || block.starts_with("B{"),
+        "{block}"
+    );
+    assert_eq!(
+        fs::write(env.path("ro/g"), b"x")
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc_erofs())
+    );
+    m.stop();
+    assert_eq!(env.revisions(), 1);
+}
