@@ -461,6 +461,7 @@ fn kill_9_leaves_store_and_archive_valid() {
     fs::write(env.mnt().join("second"), &big).unwrap();
     let mut h = fs::OpenOptions::new()
         .create(true)
+        .truncate(true)
         .write(true)
         .mode(0o644)
         .open(env.mnt().join("open"))
