@@ -166,7 +166,16 @@ thread_local! {
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
 }
 
+/// Blocks at least this long are test-compressed on samples before the full pass.
+pub const SAMPLE_MIN_LEN: usize = 16 << 10;
+/// Length of each sample (one from the start, one from the middle).
+const SAMPLE_LEN: usize = 2 << 10;
+
 /// zstd-compresses `data` at `level`; `None` when compression fails or does not save space.
+///
+/// A long block whose samples save less than 1/16 of their size is taken as
+/// incompressible (already compressed or random) and skips the full pass, which
+/// would cost as much as hashing it.
 fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
     if data.len() < MIN_COMPRESS_LEN || level <= 0 {
         return None;
@@ -177,9 +186,23 @@ fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
             *slot = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
         }
         let (_, c) = slot.as_mut()?;
+        if data.len() >= SAMPLE_MIN_LEN && !samples_compress(c, data) {
+            return None;
+        }
         let out = c.compress(data).ok()?;
         (out.len() < data.len()).then_some(out)
     })
+}
+
+/// True when a sample of `data` (at least [`SAMPLE_MIN_LEN`] long) saves at least 1/16.
+fn samples_compress(c: &mut zstd::bulk::Compressor<'static>, data: &[u8]) -> bool {
+    let mid = data.len() / 2;
+    [&data[..SAMPLE_LEN], &data[mid..mid + SAMPLE_LEN]]
+        .iter()
+        .any(|s| {
+            c.compress(s)
+                .is_ok_and(|out| out.len() < s.len() - s.len() / 16)
+        })
 }
 
 /// Builds the record for `data` with hashcode `hash`, compressing with zstd at `level`
@@ -646,6 +669,25 @@ mod tests {
         })
         .unwrap();
         assert_eq!((n, end), (3, ScanEnd::Clean(seg.len() as u64)));
+    }
+
+    #[test]
+    fn long_blocks_skip_compression_only_when_their_samples_do_not_compress() {
+        use rand::{RngCore, SeedableRng};
+        let mut random = vec![0u8; 64 << 10];
+        rand::rngs::StdRng::seed_from_u64(7).fill_bytes(&mut random);
+        let text: Vec<u8> = (0..random.len())
+            .map(|i| b"the quick brown fox jumps over the lazy dog "[i % 44])
+            .collect();
+        let codec = |d: &[u8]| encode_record(&HashAlg::Blake3.hash(d), d, 1).unwrap().codec;
+        assert_eq!(codec(&random), Codec::None);
+        assert_eq!(codec(&text), Codec::Zstd);
+        // Random at the start, text from the middle on: the middle sample finds it.
+        let mut mixed = random.clone();
+        mixed[32 << 10..].copy_from_slice(&text[32 << 10..]);
+        assert_eq!(codec(&mixed), Codec::Zstd);
+        let rec = encode_record(&HashAlg::Blake3.hash(&mixed), &mixed, 1).unwrap();
+        assert!(rec.stored_len < 40 << 10);
     }
 
     #[test]

@@ -82,9 +82,7 @@ impl Context {
     }
 
     /// The DataDir store for writing, or `None` when the store is not a DataDir.
-    pub fn open_datadir_if_any(
-        &self,
-    ) -> anyhow::Result<Option<Arc<vt_engine::store::DataDir>>> {
+    pub fn open_datadir_if_any(&self) -> anyhow::Result<Option<Arc<vt_engine::store::DataDir>>> {
         match self.spec {
             StoreSpec::DataDir { .. } => Ok(Some(self.spec.open_datadir(self.hash, false)?)),
             StoreSpec::Memory => Ok(None),
