@@ -1141,6 +1141,37 @@ impl Store for DataDir {
         }
     }
 
+    fn get_into(&self, hash: &HashCode, buf: &mut Vec<u8>) -> Result<Option<usize>> {
+        let Some(loc) = self.lookup(&key_of(hash))? else {
+            return Ok(None);
+        };
+        if loc.flags & FLAG_LEGACY != 0 {
+            let data = self.read_block(hash, &loc)?;
+            if buf.len() < data.len() {
+                buf.resize(data.len(), 0);
+            }
+            buf[..data.len()].copy_from_slice(&data);
+            return Ok(Some(data.len()));
+        }
+        let seg = self.segment_file(loc.segment)?;
+        let n = segment::read_record_into(
+            &*seg.file,
+            &seg.name,
+            loc.offset,
+            hash,
+            loc.stored_len,
+            buf,
+        )?;
+        if n != loc.raw_len as usize {
+            return Err(Error::corrupt(
+                &seg.name,
+                loc.offset,
+                format!("block is {n} bytes, index says {}", loc.raw_len),
+            ));
+        }
+        Ok(Some(n))
+    }
+
     fn contains(&self, hash: &HashCode) -> Result<bool> {
         self.gc_present(&key_of(hash), true)
     }
