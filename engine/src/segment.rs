@@ -169,7 +169,7 @@ thread_local! {
 /// Blocks at least this long are test-compressed on samples before the full pass.
 pub const SAMPLE_MIN_LEN: usize = 16 << 10;
 /// Length of each sample (one from the start, one from the middle).
-const SAMPLE_LEN: usize = 2 << 10;
+const SAMPLE_LEN: usize = 1 << 10;
 
 /// zstd-compresses `data` at `level`; `None` when compression fails or does not save space.
 ///
