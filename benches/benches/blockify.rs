@@ -4,8 +4,9 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use vt_engine::blockify::{blockify_bytes, blockify_reader, BlockifyOptions};
 use vt_engine::chunk::ChunkerKind;
 use vt_engine::read::write_to;
-use vt_engine::store::MemoryStore;
+use vt_engine::store::{DataDir, DataDirOptions, MemoryStore};
 use vt_engine::HashAlg;
+use vt_engine::Store;
 
 fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
@@ -69,5 +70,41 @@ fn read_back(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, blockify, read_back);
+/// `vt save` and `vt cat` without the CLI: blockify into a DataDir on disk and commit
+/// (fsync included), then write the content back out.
+fn datadir(c: &mut Criterion) {
+    let random = random_bytes(64 << 20, 9);
+    let text: Vec<u8> = (0..random.len())
+        .map(|i| b"the quick brown fox jumps over the lazy dog\n"[i % 44] ^ (i / 4096) as u8)
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = c.benchmark_group("datadir");
+    g.throughput(Throughput::Bytes(random.len() as u64));
+    g.sample_size(10);
+    for (name, data) in [("random", &random), ("text", &text)] {
+        let o = opts(ChunkerKind::default(), 2);
+        let mut n = 0;
+        g.bench_function(format!("save/{name}"), |b| {
+            b.iter(|| {
+                n += 1;
+                let store =
+                    DataDir::create(dir.path().join(format!("{name}{n}")), Default::default())
+                        .unwrap();
+                let top = blockify_reader(black_box(&data[..]), &store, &o).unwrap();
+                store.flush().unwrap();
+                top
+            })
+        });
+        let path = dir.path().join(format!("{name}-read"));
+        let store = DataDir::create(&path, DataDirOptions::default()).unwrap();
+        let top = blockify_bytes(data, &store, &o).unwrap();
+        store.flush().unwrap();
+        g.bench_function(format!("cat/{name}"), |b| {
+            b.iter(|| write_to(&store, &top, &mut std::io::sink()).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, blockify, read_back, datadir);
 criterion_main!(benches);

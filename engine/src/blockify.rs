@@ -266,7 +266,7 @@ pub fn blockify_bytes(
         return blockify_sequential(data, sink, opts);
     }
     let mut chunker = opts.chunker.chunker();
-    run_pipeline(sink, opts, |tx| {
+    run_pipeline(sink, opts, |tx, _| {
         let (mut start, mut scanned, mut seq) = (0, 0, 0);
         while scanned < data.len() {
             let window = (scanned + BATCH_LEN).min(data.len());
@@ -296,7 +296,9 @@ pub fn blockify_reader<R: Read + Send>(
     opts: &BlockifyOptions,
 ) -> Result<BlockRef> {
     let mut first = Vec::new();
-    let eof = fill(&mut r, &mut first, BATCH_LEN)?;
+    let mut held = 0;
+    let eof = fill(&mut r, &mut first, &mut held, BATCH_LEN)?;
+    first.truncate(held);
     if eof || opts.threads <= 1 {
         if eof {
             return blockify_sequential(&first, sink, opts);
@@ -304,27 +306,30 @@ pub fn blockify_reader<R: Read + Send>(
         return blockify_reader_sequential(r, first, sink, opts);
     }
     let mut chunker = opts.chunker.chunker();
-    run_pipeline(sink, opts, move |tx| {
+    run_pipeline(sink, opts, move |tx, spare| {
         let mut buf = first;
+        let mut held = buf.len();
         let mut scanned = 0;
         let mut seq = 0;
         let mut eof = false;
         loop {
-            let (ends, next_scan) = scan_cuts(&mut chunker, &buf, scanned, buf.len(), eof);
+            let (ends, next_scan) = scan_cuts(&mut chunker, &buf[..held], scanned, held, eof);
             let last = ends.last().copied().unwrap_or(0);
-            let mut rest = Vec::with_capacity(refill_target(buf.len() - last));
-            rest.extend_from_slice(&buf[last..]);
+            // Workers hand their buffers back: reusing them skips allocating and zeroing.
+            let mut next = spare.try_recv().unwrap_or_default();
+            let tail = held - last;
+            if next.len() < tail {
+                next.resize(tail, 0);
+            }
+            next[..tail].copy_from_slice(&buf[last..held]);
             scanned = next_scan - last;
             if !ends.is_empty() {
-                buf.truncate(last);
-                if tx
-                    .send(Batch {
-                        seq,
-                        data: Cow::Owned(buf),
-                        ends,
-                    })
-                    .is_err()
-                {
+                let batch = Batch {
+                    seq,
+                    data: Cow::Owned(buf),
+                    ends,
+                };
+                if tx.send(batch).is_err() {
                     return Ok(());
                 }
                 seq += 1;
@@ -332,8 +337,9 @@ pub fn blockify_reader<R: Read + Send>(
             if eof {
                 return Ok(());
             }
-            buf = rest;
-            eof = fill(&mut r, &mut buf, refill_target(scanned))?;
+            buf = next;
+            held = tail;
+            eof = fill(&mut r, &mut buf, &mut held, refill_target(scanned))?;
         }
     })
 }
@@ -344,18 +350,21 @@ fn refill_target(held: usize) -> usize {
     BATCH_LEN.max(held + BATCH_LEN / 4)
 }
 
-/// Reads into `buf` until it holds `target` bytes; returns true at end of input.
-fn fill<R: Read>(r: &mut R, buf: &mut Vec<u8>, target: usize) -> Result<bool> {
-    let want = target.saturating_sub(buf.len());
-    if want == 0 {
-        return Ok(false);
+/// Reads into `buf[*held..target]`, growing `buf` to `target` bytes if shorter, until
+/// it holds `target` bytes; returns true at end of input. Bytes past `*held` are scratch.
+fn fill<R: Read>(r: &mut R, buf: &mut Vec<u8>, held: &mut usize, target: usize) -> Result<bool> {
+    if buf.len() < target {
+        buf.resize(target, 0);
     }
-    let got = r
-        .by_ref()
-        .take(want as u64)
-        .read_to_end(buf)
-        .ctx(|| "reading input to blockify".to_string())?;
-    Ok(got < want)
+    while *held < target {
+        match r.read(&mut buf[*held..target]) {
+            Ok(0) => return Ok(true),
+            Ok(n) => *held += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).ctx(|| "reading input to blockify".to_string()),
+        }
+    }
+    Ok(false)
 }
 
 /// Chunk ends (absolute offsets into `data`) found scanning `data[from..to]`.
@@ -403,7 +412,7 @@ fn blockify_sequential(
     tree.finish()
 }
 
-/// Blockifies a reader on the calling thread, `first` holding its first bytes.
+/// Blockifies a reader on the calling thread, `buf` holding its first bytes.
 fn blockify_reader_sequential<R: Read>(
     mut r: R,
     mut buf: Vec<u8>,
@@ -412,10 +421,11 @@ fn blockify_reader_sequential<R: Read>(
 ) -> Result<BlockRef> {
     let mut tree = TreeBuilder::new(sink, opts.hash_alg, opts.chunker);
     let mut chunker = opts.chunker.chunker();
+    let mut held = buf.len();
     let mut scanned = 0;
     let mut eof = false;
     loop {
-        let (ends, _) = scan_cuts(&mut chunker, &buf, scanned, buf.len(), eof);
+        let (ends, _) = scan_cuts(&mut chunker, &buf[..held], scanned, held, eof);
         let mut start = 0;
         for end in ends {
             tree.push(leaf_ref(
@@ -429,9 +439,10 @@ fn blockify_reader_sequential<R: Read>(
         if eof {
             return tree.finish();
         }
-        buf.drain(..start);
-        scanned = buf.len();
-        eof = fill(&mut r, &mut buf, refill_target(scanned))?;
+        buf.copy_within(start..held, 0);
+        held -= start;
+        scanned = held;
+        eof = fill(&mut r, &mut buf, &mut held, refill_target(scanned))?;
     }
 }
 
@@ -446,21 +457,23 @@ struct Batch<'a> {
 type Leaves = (u64, Result<Vec<BlockRef>>);
 
 /// Runs `produce` (sending batches) on a thread, workers turning batches into leaf
-/// references, and the tree builder on the calling thread.
+/// references, and the tree builder on the calling thread. Workers return owned
+/// batch buffers to the producer through the receiver it is given.
 fn run_pipeline<'a, P>(sink: &dyn BlockSink, opts: &BlockifyOptions, produce: P) -> Result<BlockRef>
 where
-    P: FnOnce(&Sender<Batch<'a>>) -> Result<()> + Send,
+    P: FnOnce(&Sender<Batch<'a>>, &Receiver<Vec<u8>>) -> Result<()> + Send,
 {
     let workers = opts.threads.max(1);
     let (batch_tx, batch_rx) = bounded::<Batch<'a>>(workers * 2);
     let (leaf_tx, leaf_rx) = bounded::<Leaves>(workers * 2);
+    let (spare_tx, spare_rx) = bounded::<Vec<u8>>(workers * 4);
     std::thread::scope(|s| {
-        let producer = s.spawn(move || produce(&batch_tx));
+        let producer = s.spawn(move || produce(&batch_tx, &spare_rx));
         for _ in 0..workers {
-            let (rx, tx) = (batch_rx.clone(), leaf_tx.clone());
-            s.spawn(move || hash_worker(&rx, &tx, sink, opts));
+            let (rx, tx, spare) = (batch_rx.clone(), leaf_tx.clone(), spare_tx.clone());
+            s.spawn(move || hash_worker(&rx, &tx, &spare, sink, opts));
         }
-        drop((batch_rx, leaf_tx));
+        drop((batch_rx, leaf_tx, spare_tx));
         let top = assemble(&leaf_rx, sink, opts);
         drop(leaf_rx);
         let produced = producer
@@ -474,6 +487,7 @@ where
 fn hash_worker(
     rx: &Receiver<Batch<'_>>,
     tx: &Sender<Leaves>,
+    spare: &Sender<Vec<u8>>,
     sink: &dyn BlockSink,
     opts: &BlockifyOptions,
 ) {
@@ -488,6 +502,10 @@ fn hash_worker(
                 leaf_ref(chunk, opts.chunker, opts.hash_alg, sink)
             })
             .collect();
+        if let Cow::Owned(buf) = batch.data {
+            // A full spare queue just drops the buffer.
+            let _ = spare.try_send(buf);
+        }
         if tx.send((batch.seq, leaves)).is_err() {
             return;
         }

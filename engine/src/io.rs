@@ -15,7 +15,7 @@ use std::io;
 use std::ops::Bound;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// One open file: positioned reads and writes, length, durability barrier.
 // An `is_empty` would only be noise for files.
@@ -31,6 +31,11 @@ pub trait FileIo: Send + Sync + Debug {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Makes every earlier write to this file durable (fdatasync).
     fn sync(&self) -> io::Result<()>;
+    /// Hints that the data written so far will be synced soon: start writing it back
+    /// now, in the background, so the next [`sync`](FileIo::sync) has little left to do.
+    /// Durability still comes only from `sync`, which reports any error the background
+    /// writeback met. The default does nothing.
+    fn start_writeback(&self) {}
 }
 
 /// How [`Fs::open`] opens a file.
@@ -87,23 +92,101 @@ pub fn lock_holder() -> String {
 pub struct OsFs;
 
 #[derive(Debug)]
-struct OsFile(File);
+struct OsFile {
+    file: Arc<File>,
+    writeback: Arc<Writeback>,
+}
+
+impl OsFile {
+    fn new(file: File) -> Self {
+        OsFile {
+            file: Arc::new(file),
+            writeback: Arc::default(),
+        }
+    }
+}
+
+/// Background fdatasync of one file (see [`FileIo::start_writeback`]).
+#[derive(Debug, Default)]
+struct Writeback {
+    state: Mutex<WritebackState>,
+    done: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct WritebackState {
+    running: bool,
+    /// The first error a background sync met. Linux reports a writeback error to one
+    /// fsync per open file only, so it is kept here and every later `sync` fails.
+    failed: Option<(io::ErrorKind, String)>,
+}
+
+impl Writeback {
+    fn lock(&self) -> MutexGuard<'_, WritebackState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a background fdatasync of `file` unless one is running.
+    fn start(self: &Arc<Self>, file: &Arc<File>) {
+        let mut st = self.lock();
+        if st.running {
+            return;
+        }
+        st.running = true;
+        drop(st);
+        let (me, file) = (self.clone(), file.clone());
+        let spawned = std::thread::Builder::new()
+            .name("vt-writeback".into())
+            .spawn(move || {
+                let r = file.sync_data();
+                let mut st = me.lock();
+                if let Err(e) = r {
+                    st.failed.get_or_insert((e.kind(), e.to_string()));
+                }
+                st.running = false;
+                me.done.notify_all();
+            });
+        if spawned.is_err() {
+            // Only an optimization: the next sync writes everything itself.
+            self.lock().running = false;
+        }
+    }
+
+    /// Waits for a running background sync; fails when any background sync failed.
+    fn settle(&self) -> io::Result<()> {
+        let mut st = self.lock();
+        while st.running {
+            st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        match &st.failed {
+            Some((kind, what)) => Err(io::Error::new(
+                *kind,
+                format!("background writeback failed: {what}"),
+            )),
+            None => Ok(()),
+        }
+    }
+}
 
 impl FileIo for OsFile {
     fn len(&self) -> io::Result<u64> {
-        Ok(self.0.metadata()?.len())
+        Ok(self.file.metadata()?.len())
     }
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.0.read_exact_at(buf, offset)
+        self.file.read_exact_at(buf, offset)
     }
     fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
-        self.0.write_all_at(data, offset)
+        self.file.write_all_at(data, offset)
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
-        self.0.set_len(len)
+        self.file.set_len(len)
     }
     fn sync(&self) -> io::Result<()> {
-        self.0.sync_data()
+        self.writeback.settle()?;
+        self.file.sync_data()
+    }
+    fn start_writeback(&self) {
+        self.writeback.start(&self.file);
     }
 }
 
@@ -124,7 +207,7 @@ fn os_open(path: &Path, mode: OpenMode) -> io::Result<File> {
 
 impl Fs for OsFs {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn FileIo>> {
-        Ok(Arc::new(OsFile(os_open(path, mode)?)))
+        Ok(Arc::new(OsFile::new(os_open(path, mode)?)))
     }
     fn exists(&self, path: &Path) -> bool {
         path.exists()
@@ -604,6 +687,30 @@ impl Fs for SimFs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn background_writeback_keeps_data_and_sync_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let f = OsFs.open(&p, OpenMode::CreateNew).unwrap();
+        let block = vec![7u8; 1 << 20];
+        for i in 0..8u64 {
+            f.write_at(&block, i << 20).unwrap();
+            f.start_writeback();
+        }
+        f.sync().unwrap();
+        f.start_writeback();
+        f.sync().unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), block.repeat(8));
+    }
+
+    #[test]
+    fn a_failed_background_writeback_fails_every_later_sync() {
+        let wb = Writeback::default();
+        wb.lock().failed = Some((io::ErrorKind::Other, "EIO".into()));
+        assert!(wb.settle().is_err());
+        assert!(wb.settle().is_err());
+    }
 
     #[test]
     fn crash_freezes_the_durable_image() {

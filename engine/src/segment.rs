@@ -166,7 +166,16 @@ thread_local! {
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
 }
 
+/// Blocks at least this long are test-compressed on samples before the full pass.
+pub const SAMPLE_MIN_LEN: usize = 16 << 10;
+/// Length of each sample (one from the start, one from the middle).
+const SAMPLE_LEN: usize = 1 << 10;
+
 /// zstd-compresses `data` at `level`; `None` when compression fails or does not save space.
+///
+/// A long block whose samples save less than 1/16 of their size is taken as
+/// incompressible (already compressed or random) and skips the full pass, which
+/// would cost as much as hashing it.
 fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
     if data.len() < MIN_COMPRESS_LEN || level <= 0 {
         return None;
@@ -177,9 +186,23 @@ fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
             *slot = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
         }
         let (_, c) = slot.as_mut()?;
+        if data.len() >= SAMPLE_MIN_LEN && !samples_compress(c, data) {
+            return None;
+        }
         let out = c.compress(data).ok()?;
         (out.len() < data.len()).then_some(out)
     })
+}
+
+/// True when a sample of `data` (at least [`SAMPLE_MIN_LEN`] long) saves at least 1/16.
+fn samples_compress(c: &mut zstd::bulk::Compressor<'static>, data: &[u8]) -> bool {
+    let mid = data.len() / 2;
+    [&data[..SAMPLE_LEN], &data[mid..mid + SAMPLE_LEN]]
+        .iter()
+        .any(|s| {
+            c.compress(s)
+                .is_ok_and(|out| out.len() < s.len() - s.len() / 16)
+        })
 }
 
 /// Builds the record for `data` with hashcode `hash`, compressing with zstd at `level`
@@ -318,22 +341,105 @@ pub fn read_record(
     expect: &HashCode,
     stored_len: u32,
 ) -> Result<Vec<u8>> {
-    let total = REC_FIXED_LEN + expect.alg().digest_len() + stored_len as usize;
-    let mut buf = vec![0u8; total];
-    file.read_at(&mut buf, offset)
-        .map_err(|e| Error::corrupt(name, offset, format!("cannot read record: {e}")))?;
+    let mut buf = Vec::new();
+    let n = read_record_into(file, name, offset, expect, stored_len, &mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+thread_local! {
+    // Compressed payloads land here before decoding into the caller's buffer.
+    static PAYLOAD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// [`read_record`] into the front of `buf` (grown when shorter; bytes past the block are
+/// left as they were, so a reused buffer is not zeroed again). Returns the block length.
+pub fn read_record_into(
+    file: &dyn FileIo,
+    name: &str,
+    offset: u64,
+    expect: &HashCode,
+    stored_len: u32,
+    buf: &mut Vec<u8>,
+) -> Result<usize> {
     let bad = |what: String| Error::corrupt(name, offset, what);
-    if !check_record_crc(&buf) {
-        return Err(bad("record checksum mismatch".into()));
-    }
-    let hdr = parse_record_header(&buf).map_err(bad)?;
+    let unreadable = |e: std::io::Error| bad(format!("cannot read record: {e}"));
+    // Header and payload are read separately so a stored payload lands in `buf` directly.
+    let mut head = [0u8; REC_FIXED_LEN + 64];
+    let head = &mut head[..REC_FIXED_LEN + expect.alg().digest_len()];
+    file.read_at(head, offset).map_err(unreadable)?;
+    let hdr = parse_record_header(head).map_err(bad)?;
     if hdr.hash != *expect || hdr.stored_len != stored_len {
         return Err(bad(format!(
             "record holds {} ({} bytes), index expects {expect}",
             hdr.hash, hdr.stored_len
         )));
     }
-    decompress(hdr.codec, &buf[hdr.header_len()..], hdr.raw_len).map_err(bad)
+    let at = offset + head.len() as u64;
+    let check = |payload: &[u8]| {
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&head[REC_CRC_COVERS_FROM..]);
+        crc.update(payload);
+        if le32(head, REC_CRC_AT) == crc.finalize() {
+            Ok(())
+        } else {
+            Err(bad("record checksum mismatch".into()))
+        }
+    };
+    let n = stored_len as usize;
+    if hdr.codec == Codec::None {
+        // parse_record_header checked stored_len == raw_len.
+        grow(buf, n);
+        file.read_at(&mut buf[..n], at).map_err(unreadable)?;
+        check(&buf[..n])?;
+        return Ok(n);
+    }
+    PAYLOAD.with(|cell| {
+        let mut payload = cell.borrow_mut();
+        grow(&mut payload, n);
+        file.read_at(&mut payload[..n], at).map_err(unreadable)?;
+        check(&payload[..n])?;
+        decompress_into(hdr.codec, &payload[..n], hdr.raw_len, buf).map_err(bad)
+    })
+}
+
+/// Makes `buf` at least `n` bytes long.
+fn grow(buf: &mut Vec<u8>, n: usize) {
+    if buf.len() < n {
+        buf.resize(n, 0);
+    }
+}
+
+/// Decodes a payload into the front of `buf`, checking the length; returns it.
+fn decompress_into(
+    codec: Codec,
+    payload: &[u8],
+    raw_len: u32,
+    buf: &mut Vec<u8>,
+) -> std::result::Result<usize, String> {
+    let n = raw_len as usize;
+    if codec != Codec::Zstd {
+        let data = decompress(codec, payload, raw_len)?;
+        grow(buf, n);
+        buf[..n].copy_from_slice(&data);
+        return Ok(n);
+    }
+    grow(buf, n);
+    let got = DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new().map_err(|e| format!("zstd: {e}"))?);
+        }
+        let d = slot.as_mut().ok_or("zstd: no decompressor")?;
+        // A destination of exactly raw_len bytes makes an overlong stream an error.
+        d.decompress_to_buffer(payload, &mut buf[..n])
+            .map_err(|e| format!("zstd: {e}"))
+    })?;
+    if got != n {
+        return Err(format!("decoded {got} bytes, expected {raw_len}"));
+    }
+    Ok(n)
 }
 
 /// Reads the legacy payload at `offset` (its start, after the record's flags and length),
@@ -646,6 +752,25 @@ mod tests {
         })
         .unwrap();
         assert_eq!((n, end), (3, ScanEnd::Clean(seg.len() as u64)));
+    }
+
+    #[test]
+    fn long_blocks_skip_compression_only_when_their_samples_do_not_compress() {
+        use rand::{RngCore, SeedableRng};
+        let mut random = vec![0u8; 64 << 10];
+        rand::rngs::StdRng::seed_from_u64(7).fill_bytes(&mut random);
+        let text: Vec<u8> = (0..random.len())
+            .map(|i| b"the quick brown fox jumps over the lazy dog "[i % 44])
+            .collect();
+        let codec = |d: &[u8]| encode_record(&HashAlg::Blake3.hash(d), d, 1).unwrap().codec;
+        assert_eq!(codec(&random), Codec::None);
+        assert_eq!(codec(&text), Codec::Zstd);
+        // Random at the start, text from the middle on: the middle sample finds it.
+        let mut mixed = random.clone();
+        mixed[32 << 10..].copy_from_slice(&text[32 << 10..]);
+        assert_eq!(codec(&mixed), Codec::Zstd);
+        let rec = encode_record(&HashAlg::Blake3.hash(&mixed), &mixed, 1).unwrap();
+        assert!(rec.stored_len < 40 << 10);
     }
 
     #[test]

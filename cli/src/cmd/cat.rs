@@ -4,6 +4,7 @@ use super::Context;
 use crate::treearg;
 use anyhow::{bail, Context as _};
 use std::io::Write;
+use std::os::fd::AsFd;
 use vt_engine::{BlockRef, DirentKind};
 
 /// Arguments of `vt cat`.
@@ -32,8 +33,14 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode>
             d.block.unwrap_or_else(BlockRef::empty)
         }
     };
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    // Leaves are written straight to the descriptor: std's stdout is line-buffered, and a
+    // large buffer would copy every leaf once more. Only small pieces are buffered.
+    let stdout = std::io::stdout().lock();
+    let fd = stdout
+        .as_fd()
+        .try_clone_to_owned()
+        .context("standard output")?;
+    let mut out = std::io::BufWriter::with_capacity(16 << 10, std::fs::File::from(fd));
     vt_engine::read::write_to(store.as_ref(), &block, &mut out).context("read content")?;
     out.flush().context("write to standard output")?;
     Ok(std::process::ExitCode::SUCCESS)

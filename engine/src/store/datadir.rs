@@ -45,6 +45,9 @@ pub const DATA_DIR: &str = "data";
 pub const SEGMENT_SUFFIX: &str = ".vtd";
 /// Default size at which the writer starts a new segment.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 1 << 30;
+/// Appended bytes after which the active segment's writeback is started early, so the
+/// commit's fsync overlaps ingest instead of following it.
+const WRITEBACK_EVERY: u64 = 32 << 20;
 
 /// How to open or create a [`DataDir`].
 #[derive(Debug, Clone)]
@@ -172,6 +175,8 @@ pub(crate) struct Writer {
     /// Segments created since the last commit.
     created: BTreeSet<SegmentId>,
     pub(crate) next_id: u32,
+    /// Bytes appended to the active segment since its writeback was last started.
+    unflushed: u64,
     /// Set when a commit failed: an fsync error may have dropped written pages, so a retry
     /// could "succeed" over lost bytes. Only reopening the store (recovery) clears it.
     failed_commit: Option<String>,
@@ -528,7 +533,13 @@ impl DataDir {
             {
                 id
             }
-            _ => self.start_segment(w)?,
+            full => {
+                if let Some(old) = full {
+                    self.segment_file(old)?.file.start_writeback();
+                }
+                w.unflushed = 0;
+                self.start_segment(w)?
+            }
         };
         let seg = self.segment_file(id)?;
         let end = w.ends.get(&id).copied().unwrap_or(SEGMENT_HEADER_LEN);
@@ -537,6 +548,11 @@ impl DataDir {
             .ctx(|| format!("appending to segment {}", seg.name))?;
         w.ends.insert(id, end + len);
         w.dirty.insert(id);
+        w.unflushed += len;
+        if w.unflushed >= WRITEBACK_EVERY {
+            seg.file.start_writeback();
+            w.unflushed = 0;
+        }
         Ok((id, end))
     }
 
@@ -1118,6 +1134,37 @@ impl Store for DataDir {
             Some(loc) => self.read_block(hash, &loc).map(Some),
             None => Ok(None),
         }
+    }
+
+    fn get_into(&self, hash: &HashCode, buf: &mut Vec<u8>) -> Result<Option<usize>> {
+        let Some(loc) = self.lookup(&key_of(hash))? else {
+            return Ok(None);
+        };
+        if loc.flags & FLAG_LEGACY != 0 {
+            let data = self.read_block(hash, &loc)?;
+            if buf.len() < data.len() {
+                buf.resize(data.len(), 0);
+            }
+            buf[..data.len()].copy_from_slice(&data);
+            return Ok(Some(data.len()));
+        }
+        let seg = self.segment_file(loc.segment)?;
+        let n = segment::read_record_into(
+            &*seg.file,
+            &seg.name,
+            loc.offset,
+            hash,
+            loc.stored_len,
+            buf,
+        )?;
+        if n != loc.raw_len as usize {
+            return Err(Error::corrupt(
+                &seg.name,
+                loc.offset,
+                format!("block is {n} bytes, index says {}", loc.raw_len),
+            ));
+        }
+        Ok(Some(n))
     }
 
     fn contains(&self, hash: &HashCode) -> Result<bool> {

@@ -75,6 +75,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn get_required(&self, hash: &HashCode) -> Result<Vec<u8>> {
         self.get(hash)?.ok_or(Error::NotFound(*hash))
     }
+
+    /// Reads the block into the front of `buf`, growing it when shorter, and returns the
+    /// block's length, or `None` when absent. Bytes past the block are left as they were,
+    /// so a buffer reused across calls costs no allocation or zeroing (stores that can,
+    /// read straight into it). Fails as [`get`](Store::get) does.
+    fn get_into(&self, hash: &HashCode, buf: &mut Vec<u8>) -> Result<Option<usize>> {
+        let Some(data) = self.get(hash)? else {
+            return Ok(None);
+        };
+        if buf.len() < data.len() {
+            buf.resize(data.len(), 0);
+        }
+        buf[..data.len()].copy_from_slice(&data);
+        Ok(Some(data.len()))
+    }
 }
 
 impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
@@ -89,6 +104,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn get(&self, hash: &HashCode) -> Result<Option<Vec<u8>>> {
         (**self).get(hash)
+    }
+    fn get_into(&self, hash: &HashCode, buf: &mut Vec<u8>) -> Result<Option<usize>> {
+        (**self).get_into(hash, buf)
     }
     fn contains(&self, hash: &HashCode) -> Result<bool> {
         (**self).contains(hash)

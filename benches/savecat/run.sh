@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Same-run comparison of `vt save` / `vt cat` of one big incompressible file against
+# their hardware peers, `b3sum --num-threads 2` (hashing) and `cat FILE > /dev/null`.
+#
+#   benches/savecat/run.sh [-n ROUNDS] [-s MIB] [-d DIR] VT [VT...]
+#
+# Each round runs every tool once, interleaved, on a warm page cache; the table gives
+# medians of wall, user and sys seconds (GNU time), and each vt's ratio to its peer
+# in throughput terms (peer wall / vt wall). Several VT binaries (e.g. before/after)
+# are measured in the same rounds. Needs b3sum and /usr/bin/time.
+set -euo pipefail
+rounds=5 mib=1024 dir=${TMPDIR:-/tmp}/vt-savecat
+while getopts "n:s:d:" o; do
+  case $o in n) rounds=$OPTARG ;; s) mib=$OPTARG ;; d) dir=$OPTARG ;; *) exit 2 ;; esac
+done
+shift $((OPTIND - 1))
+[ $# -ge 1 ] || { sed -n 2,12p "$0"; exit 2; }
+mkdir -p "$dir"
+file=$dir/input
+if [ "$(stat -c %s "$file" 2>/dev/null || echo 0)" != $((mib << 20)) ]; then
+  head -c $((mib << 20)) /dev/urandom >"$file"
+fi
+log=$dir/times
+: >"$log"
+t() { # label command...
+  local label=$1; shift
+  /usr/bin/time -f "$label %e %U %S" -a -o "$log" "$@"
+}
+for r in $(seq "$rounds"); do
+  cat "$file" >/dev/null
+  t b3sum b3sum --num-threads 2 "$file" >/dev/null
+  t cat cat "$file" >/dev/null
+  i=0
+  for vt in "$@"; do
+    i=$((i + 1))
+    st=$dir/store$i
+    rm -rf "$st"
+    "$vt" -S "$st" init >/dev/null
+    sync
+    t "save$i" "$vt" -S "$st" save "$file" >"$dir/ref$i"
+    t "vtcat$i" "$vt" -S "$st" cat "$(cat "$dir/ref$i")" >/dev/null
+  done
+done
+python3 - "$log" "$mib" "$@" <<'PY'
+import statistics, sys
+log, mib, vts = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+rows = {}
+for line in open(log):
+    parts = line.split()
+    if len(parts) == 4 and parts[0].isidentifier():
+        rows.setdefault(parts[0], []).append([float(x) for x in parts[1:]])
+med = {k: [statistics.median(c) for c in zip(*v)] for k, v in rows.items()}
+print(f"| command | runs | wall s | user s | sys s | MiB/s | vs peer |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+def row(name, key, peer=None):
+    w, u, s = med[key]
+    ratio = f"{med[peer][0] / w:.2f}" if peer else ""
+    print(f"| {name} | {len(rows[key])} | {w:.2f} | {u:.2f} | {s:.2f} | {mib / w:.0f} | {ratio} |")
+row("b3sum --num-threads 2", "b3sum")
+row("cat > /dev/null", "cat")
+for i, vt in enumerate(vts, 1):
+    row(f"vt save ({vt})", f"save{i}", "b3sum")
+    row(f"vt cat ({vt})", f"vtcat{i}", "cat")
+PY
