@@ -147,6 +147,10 @@ class TreeRun:
     restore_check: str = "not run"
     reingest: Measure | None = None
     store_after_reingest: int = 0
+    gc: Measure | None = None
+    gc_note: str = ""  # why there is no GC measure (tool without GC)
+    store_after_gc: int = 0
+    gc_check: str = "not run"
     error: str = ""
 
 
@@ -188,10 +192,33 @@ def tree_run(tool: T.Tool, ds: datasets.Dataset, work: Path, runner: Runner) -> 
     shutil.rmtree(target, ignore_errors=True)
     r.reingest = runner.run(tool.ingest(store, stage, ds.labels[-1] + "-again"), env)
     r.store_after_reingest = store_size(tool, store, stage)
+    if r.reingest.ok:
+        gc_run(tool, store, stage, target, ds.labels[-1] + "-again", env, runner, r)
     if isinstance(tool, T.Vt):
         runner.log(runner.run(T.vt_info(tool.path, store), env).captured)
     shutil.rmtree(work, ignore_errors=True)
     return r
+
+
+def gc_run(tool: T.Tool, store: Path, stage: Path, target: Path, last: str, env: dict,
+           runner: Runner, r: TreeRun) -> None:
+    """Forget every backup but the newest (the re-ingest, LAST), reclaim the space, then
+    restore the newest again: a GC that loses live data fails that check."""
+    cmds = tool.gc(store, stage)
+    if cmds is None:
+        r.gc_note = tool.gc_unsupported()
+        return
+    r.gc = runner.run(cmds, env)
+    r.store_after_gc = store_size(tool, store, stage)
+    if not r.gc.ok:
+        r.gc_check = "FAIL: " + r.gc.error
+        return
+    target.mkdir()
+    cmds, restored = tool.restore(store, stage, last, target)
+    m = runner.run(cmds, env)
+    r.gc_check = verify.compare(stage / "tree", restored) if m.ok else "FAIL: " + m.error
+    runner.log(f"{tool.name} restore check after GC: {r.gc_check}")
+    shutil.rmtree(target, ignore_errors=True)
 
 
 def store_size(tool: T.Tool, store: Path, stage: Path) -> int:
@@ -373,7 +400,8 @@ def main(argv=None) -> int:
     else:
         print(text)
     bad = [n for _ds, pt in results.values() for n, rs in pt.items()
-           if any(not r.restore_check.startswith("ok") for r in rs)]
+           if any(not r.restore_check.startswith("ok")
+                  or (r.gc and not r.gc_check.startswith("ok")) for r in rs)]
     if bad:
         print(f"restore check failed for: {', '.join(sorted(set(bad)))}", file=sys.stderr)
         return 3

@@ -26,7 +26,10 @@ SUMMARY_COLUMNS = [
     "restore check",
     "re-ingest s",
     "re-ingest growth MB",
-    "prune/GC",
+    "prune/GC s",
+    "prune/GC peak RSS MiB",
+    "store after GC MB",
+    "restore after GC",
 ]
 
 RATIO_METRICS = [
@@ -36,7 +39,13 @@ RATIO_METRICS = [
     ("re-ingest", "reingest_s"),
     ("ingest peak RSS", "ingest_rss"),
     ("restore peak RSS", "restore_rss"),
+    ("prune/GC", "gc_s"),
+    ("prune/GC peak RSS", "gc_rss"),
+    ("store after GC", "gc_store"),
 ]
+
+# The project's targets for vt's prune/GC time over a peer's (vt / peer at most this).
+GC_TARGETS = {"restic": 0.3, "borg": 0.5}
 
 
 def med(xs):
@@ -100,6 +109,7 @@ def summarize(runs, logical_total: int, last_bytes: int) -> dict:
     bad = [c for c in checks if not c.startswith("ok")]
     s["check"] = bad[0] if bad else checks[0]
     s["valid"] = not bad
+    summarize_gc(runs, s)
     s["ingest_mbs"] = logical_total / 1e6 / s["ingest_s"] if s["ingest_s"] else None
     s["restore_mbs"] = last_bytes / 1e6 / s["restore_s"] if s["restore_s"] else None
     s["ratio"] = logical_total / s["store"] if s["store"] else None
@@ -109,6 +119,32 @@ def summarize(runs, logical_total: int, last_bytes: int) -> dict:
         for i in range(max((len(r.ingest) for r in runs), default=0))
     ]
     return s
+
+
+def summarize_gc(runs, s: dict) -> None:
+    """The prune/GC medians; all None unless every run's GC ran and its restore passed."""
+    s["gc_s"] = s["gc_rss"] = s["gc_store"] = None
+    done = [r for r in runs if not r.error and r.reingest and r.reingest.ok]
+    notes = [r.gc_note for r in done if r.gc is None]
+    if not done:
+        s["gc_check"] = "not run"
+    elif notes:
+        s["gc_check"] = notes[0]
+    else:
+        bad = [r.gc_check for r in done if not r.gc_check.startswith("ok")]
+        s["gc_check"] = bad[0] if bad else done[0].gc_check
+        if not bad:
+            s["gc_s"] = med([r.gc.wall for r in done])
+            s["gc_rss"] = med([r.gc.rss_kib / 1024 for r in done])
+            s["gc_store"] = med([r.store_after_gc for r in done])
+
+
+def gc_cells(s) -> list[str]:
+    if s["gc_s"] is None and not s["gc_check"].startswith("FAIL"):
+        return [s["gc_check"], "", "", ""]  # no GC: n/a, not supported, not run
+    if s["gc_s"] is None:
+        return ["INVALID", "", "", s["gc_check"]]
+    return [fmt(s["gc_s"]), fmt(s["gc_rss"], 0), fmt(s["gc_store"] / 1e6, 1), s["gc_check"]]
 
 
 def row(cells) -> str:
@@ -165,12 +201,11 @@ def render_dataset(ds, per_tool, vt_status) -> list[str]:
             fmt(s["restore_s"]), fmt(s["restore_mbs"], 1), fmt(s["restore_rss"], 0),
             s["check"], fmt(s["reingest_s"]),
             fmt(s["growth"] / 1e6 if s["growth"] is not None else None, 3),
-            "not measured",
-        ])
+        ] + gc_cells(s))
     if ds.ideal_bytes:
         rows.append(["ideal (each distinct byte once, uncompressed)", "", "", "", "",
                      fmt(ds.ideal_bytes / 1e6, 1), fmt(logical / ds.ideal_bytes), "", "", "",
-                     "", "", "", ""])
+                     "", "", "", "", "", "", ""])
     out += ["#### Summary", ""] + table(SUMMARY_COLUMNS, rows)
     out += ["", f"Logical bytes ingested: {logical / 1e6:.1f} MB over {len(sizes)} versions; "
             f"the restored (last) version is {last / 1e6:.1f} MB.", ""]
@@ -196,7 +231,25 @@ def render_dataset(ds, per_tool, vt_status) -> list[str]:
     out += table(["peer"] + [m for m, _ in RATIO_METRICS], [
         [n] + [fmt(vt[k] / s[k] if vt[k] is not None and s[k] else None) for _, k in RATIO_METRICS]
         for n, s in peers])
+    out += gc_targets(vt, dict(peers))
     return out
+
+
+def gc_targets(vt: dict, peers: dict) -> list[str]:
+    """One line per peer with a prune/GC time target: the ratio and whether it is met."""
+    out = []
+    for name, limit in GC_TARGETS.items():
+        peer = peers.get(name)
+        if peer is None:
+            continue
+        if vt["gc_s"] is None or not peer["gc_s"]:
+            why = vt["gc_check"] if vt["gc_s"] is None else peer["gc_check"]
+            out.append(f"- prune/GC target vt / {name} ≤ {limit}: not measured ({why})")
+            continue
+        ratio = vt["gc_s"] / peer["gc_s"]
+        verdict = "met" if ratio <= limit else "missed"
+        out.append(f"- prune/GC target vt / {name} ≤ {limit}: {ratio:.2f}, {verdict}")
+    return [""] + out if out else []
 
 
 def render_single(file: Path, size: int, samples, vt_why: str) -> list[str]:
@@ -235,18 +288,30 @@ def render_commands(tools, status) -> list[str]:
            "restore goes into an empty TARGET and is compared with the source by SHA-256 "
            "of every file, symlink targets and the set of paths (a mismatch invalidates "
            "the tool's result). Re-ingest runs the ingest command again on the unchanged "
-           "last tree. LABEL is the version label.", ""]
+           "last tree. Prune/GC then forgets every backup but that newest one and reclaims "
+           "the space; the newest is restored and checked again (a mismatch invalidates the "
+           "GC result). LABEL is the version label.", ""]
     for t in tools:
         if t.name == "vt" and not status["vt"][0]:
             t = T.Vt("vt")
         env = " ".join(f"{k}=…" for k in t.env)
+        if status[t.name][0]:
+            gc = t.gc(store, stage)
+        elif t.name == "vt":
+            gc = T.vt_forget("vt", store, stage, 1) + T.vt_gc("vt", store)
+        else:
+            gc = None
         cmds = [("init", t.init(store)), ("ingest", t.ingest(store, stage, "LABEL")),
                 ("restore", t.restore(store, stage, "LABEL", target)[0])]
+        if gc:
+            cmds.append(("prune/GC", gc))
         out.append(f"- **{t.name}**" + (f" (environment: {env})" if env else ""))
         for what, cs in cmds:
             shown = " && ".join(
                 (f"cd {c.cwd} && " if c.cwd and c.cwd != stage else "") + c.shown() for c in cs)
             out.append(f"  - {what}: `{shown}`")
+        if not gc:
+            out.append(f"  - prune/GC: {t.gc_unsupported() if status[t.name][0] else '—'}")
     out += ["- **single file**: `vt -S STORE save FILE` (prints REF), "
             "`vt -S STORE cat REF > /dev/null`, `b3sum --num-threads 2 FILE`, "
             "`cat FILE > /dev/null`"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class Cmd:
 
 VT_TREE_SUBCOMMANDS = ("init", "pack", "unpack")
 VT_FILE_SUBCOMMANDS = ("init", "save", "cat")
+VT_GC_SUBCOMMANDS = ("forget", "gc")
 
 
 def vt_init(vt: str, store: Path) -> list[Cmd]:
@@ -56,6 +58,17 @@ def vt_unpack(vt: str, store: Path, stage: Path, target: Path) -> tuple[list[Cmd
     """Restore the last revision recorded in STAGE/tree.vt into TARGET/tree."""
     out = target / "tree"
     return [Cmd([vt, "-S", str(store), "unpack", str(stage / "tree.vt"), str(out)])], out
+
+
+def vt_forget(vt: str, store: Path, stage: Path, keep: int) -> list[Cmd]:
+    """Drop all but the newest KEEP revisions from STAGE/tree.vt (blocks stay until gc)."""
+    return [Cmd([vt, "-S", str(store), "forget", str(stage / "tree.vt"), "--keep-last", str(keep)])]
+
+
+def vt_gc(vt: str, store: Path) -> list[Cmd]:
+    """Reclaim the space of blocks no root reaches. --grace 0: the default grace period
+    keeps blocks written in the last hour, which would be every block of the benchmark."""
+    return [Cmd([vt, "-S", str(store), "gc", "--grace", "0"])]
 
 
 def vt_save(vt: str, store: Path, file: Path) -> list[Cmd]:
@@ -151,9 +164,14 @@ class Tool:
     def restore(self, store: Path, stage: Path, label: str, target: Path):
         raise NotImplementedError
 
-    def gc(self, store: Path) -> list[Cmd] | None:
-        """Prune/GC: a placeholder, not measured yet (None)."""
+    def gc(self, store: Path, stage: Path) -> list[Cmd] | None:
+        """Prune/GC: forget every backup but the newest, then reclaim the space.
+        None when the tool cannot (gc_unsupported says why)."""
         return None
+
+    def gc_unsupported(self) -> str:
+        """How the report shows a tool without prune/GC."""
+        return "not supported"
 
 
 class Vt(Tool):
@@ -183,6 +201,16 @@ class Vt(Tool):
     def restore(self, store, stage, label, target):
         return vt_unpack(self.path, store, stage, target)
 
+    def gc(self, store, stage):
+        if self.gc_unsupported():
+            return None
+        return vt_forget(self.path, store, stage, 1) + vt_gc(self.path, store)
+
+    def gc_unsupported(self):
+        subs = vt_subcommands(self.path) if self.path else set()
+        missing = [s for s in VT_GC_SUBCOMMANDS if s not in subs]
+        return f"not supported (binary lacks: {', '.join(missing)})" if missing else ""
+
 
 class Restic(Tool):
     def __init__(self):
@@ -211,6 +239,10 @@ class Restic(Tool):
         cmd = Cmd(["restic", "-r", str(store), "restore", "latest", "--target", str(target)])
         return [cmd], target / "tree"
 
+    def gc(self, store, stage):
+        # Every snapshot has host `bench` and path `tree`: one group, so one survivor.
+        return [Cmd(["restic", "-r", str(store), "forget", "--keep-last", "1", "--prune"])]
+
 
 class Borg(Tool):
     def __init__(self):
@@ -238,6 +270,11 @@ class Borg(Tool):
     def restore(self, store, stage, label, target):
         return [Cmd(["borg", "extract", f"{store}::{label}"], cwd=target)], target / "tree"
 
+    def gc(self, store, stage):
+        # borg 1.2: prune only marks; compact frees the segments' space.
+        return [Cmd(["borg", "prune", "--keep-last", "1", str(store)]),
+                Cmd(["borg", "compact", str(store)])]
+
 
 class Casync(Tool):
     def __init__(self):
@@ -262,6 +299,9 @@ class Casync(Tool):
                  f"{store}/{label}.caidx", str(out)])
         ], out
 
+    def gc_unsupported(self):
+        return "n/a (casync has no GC)"
+
 
 class Bup(Tool):
     def __init__(self):
@@ -285,6 +325,26 @@ class Bup(Tool):
     def restore(self, store, stage, label, target):
         out = target / "tree"
         return [Cmd(self._env(store) + ["bup", "restore", "-C", str(out), "/bench/latest/."])], out
+
+    def gc(self, store, stage):
+        if self.gc_unsupported():
+            return None
+        # Saves are named by time, oldest first; `latest` is an alias of the newest.
+        d = shlex.quote(str(store))
+        drop = (f"BUP_DIR={d} bup ls /bench | grep -v '^latest$' | head -n -1 "
+                f"| sed 's|^|/bench/|' | BUP_DIR={d} xargs -r bup rm --unsafe")
+        return [
+            Cmd(["sh", "-c", drop], display=f"sh -c \"{drop}\""),
+            Cmd(self._env(store) + ["bup", "gc", "--unsafe"]),
+        ]
+
+    def gc_unsupported(self):
+        try:
+            r = subprocess.run(["bup", "help"], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return "not supported (bup help failed)"
+        subs = set(re.findall(r"\b(rm|gc)\b", r.stdout + r.stderr))
+        return "" if {"rm", "gc"} <= subs else "not supported (this bup has no rm/gc)"
 
 
 def all_tools(vt_path: str | None) -> list[Tool]:

@@ -14,21 +14,38 @@ const PEERS: [&str; 4] = ["restic", "borg", "casync", "bup"];
 
 const SUMMARY_HEADER: &str = "| tool | ingest total s | ingest MB/s | ingest CPU s | \
 ingest peak RSS MiB | store MB | logical/store | restore s | restore MB/s | \
-restore peak RSS MiB | restore check | re-ingest s | re-ingest growth MB | prune/GC |";
+restore peak RSS MiB | restore check | re-ingest s | re-ingest growth MB | prune/GC s | \
+prune/GC peak RSS MiB | store after GC MB | restore after GC |";
 
-/// A stand-in for vt: trees as tar files, files by copy. Enough for the harness.
+/// A stand-in for vt: trees as tar files, files by copy, archives registered as GC roots.
+/// Enough for the harness. Its GC deletes every tar no registered archive names, so a
+/// harness that forgot the wrong revisions would fail the restore check after GC.
 const FAKE_VT: &str = r#"#!/bin/sh
 set -e
 if [ "$1" = "--help" ]; then
-  printf 'Usage: vt\n\nCommands:\n  init  i\n  pack  p\n  unpack  u\n  save  s\n  cat  c\n\nOptions:\n'
+  printf 'Usage: vt\n\nCommands:\n  init  i\n  pack  p\n  unpack  u\n  save  s\n  cat  c\n'
+  printf '  forget  f\n  gc  g\n\nOptions:\n'
   exit 0
 fi
 [ "$1" = "-S" ] || exit 2
 store=$2; shift 2
 case "$1" in
 init) mkdir -p "$store" ;;
-pack) n=$(ls "$store" | wc -l); tar -cf "$store/rev$n.tar" "$2"; echo "rev$n.tar" >> "$2.vt" ;;
+pack)
+  rev=$(mktemp "$store/revXXXXXX"); tar -cf "$rev" "$2"; basename "$rev" >> "$2.vt"
+  grep -qxF "$PWD/$2.vt" "$store/roots" 2>/dev/null || echo "$PWD/$2.vt" >> "$store/roots" ;;
 unpack) last=$(tail -n 1 "$2"); mkdir -p "$3"; tar -xf "$store/$last" -C "$3" --strip-components=1 ;;
+forget)
+  [ "$3" = "--keep-last" ] || exit 2
+  tail -n "$4" "$2" > "$2.tmp"; mv "$2.tmp" "$2" ;;
+gc)
+  [ "$2" = "--grace" ] && [ "$3" = "0" ] || exit 2
+  for rev in "$store"/rev*; do
+    name=$(basename "$rev")
+    keep=no
+    while read -r archive; do grep -qxF "$name" "$archive" && keep=yes; done < "$store/roots"
+    [ $keep = yes ] || rm "$rev"
+  done ;;
 save) cp "$2" "$store/blob"; echo blob ;;
 cat) cat "$store/$2" ;;
 *) exit 2 ;;
@@ -104,10 +121,14 @@ fn smoke_mode_produces_a_verified_table() {
         "summary header missing:\n{text}"
     );
     let summary = table_after(&text, "#### Summary");
-    let restore_col = summary[0]
-        .iter()
-        .position(|c| c == "restore check")
-        .expect("column");
+    let col = |name: &str| {
+        summary[0]
+            .iter()
+            .position(|c| c == name)
+            .unwrap_or_else(|| panic!("no column {name:?}"))
+    };
+    let (restore_col, gc_col) = (col("restore check"), col("prune/GC s"));
+    let (gc_store_col, gc_check_col) = (col("store after GC MB"), col("restore after GC"));
     let rows: Vec<&Vec<String>> = summary.iter().skip(2).collect();
 
     let mut expected = vec!["vt"];
@@ -126,6 +147,27 @@ fn smoke_mode_produces_a_verified_table() {
             .parse()
             .unwrap_or_else(|_| panic!("store MB: {}", row[5]));
         assert!(store_mb > 0.0, "{tool} store is empty");
+        if *tool == "casync" {
+            assert_eq!(row[gc_col], "n/a (casync has no GC)");
+            continue;
+        }
+        // Every other tool has a prune/GC step here, timed, and must still restore after it.
+        row[gc_col]
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("{tool} prune/GC s: {}", row[gc_col]));
+        assert!(
+            row[gc_check_col].starts_with("ok"),
+            "{tool} restore after GC: {}",
+            row[gc_check_col]
+        );
+        let after_gc: f64 = row[gc_store_col]
+            .parse()
+            .unwrap_or_else(|_| panic!("{tool} store after GC: {}", row[gc_store_col]));
+        assert!(after_gc > 0.0, "{tool} GC emptied the store");
+        if *tool == "vt" {
+            // The stand-in keeps one tar of the four it wrote (3 versions + re-ingest).
+            assert!(after_gc < store_mb, "stand-in GC reclaimed nothing");
+        }
     }
     let ideal = rows
         .iter()
@@ -148,6 +190,20 @@ fn smoke_mode_produces_a_verified_table() {
         ratios.len() - 2,
         expected.len() - 1,
         "one ratio row per peer:\n{text}"
+    );
+    assert!(
+        ratios[0].iter().any(|c| c == "prune/GC"),
+        "no prune/GC ratio"
+    );
+    for (peer, limit) in [("restic", "0.3"), ("borg", "0.5")] {
+        if on_path(peer) {
+            let line = format!("- prune/GC target vt / {peer} ≤ {limit}: ");
+            assert!(text.contains(&line), "no {peer} GC target line:\n{text}");
+        }
+    }
+    assert!(
+        text.contains("  - prune/GC: `"),
+        "prune/GC commands missing"
     );
 
     let single = table_after(&text, "### Single file");
