@@ -83,19 +83,19 @@ impl Context {
         o
     }
 
-    /// Where the files cache for packing `path` lives (`None` for non-DataDir stores).
+    /// Where the files cache for packing `path` into this store lives: under the user's
+    /// cache directory (like restic's and borg's caches, it is not part of the store),
+    /// keyed by the store and the packed path. `None` for non-DataDir stores.
     pub fn files_cache_path(&self, path: &std::path::Path) -> Option<std::path::PathBuf> {
-        let store_dir = self.spec.datadir_path().ok()?;
-        let abs = std::fs::canonicalize(path).ok()?;
         use std::os::unix::ffi::OsStrExt;
-        let key = vt_engine::HashAlg::Blake3
-            .hash(abs.as_os_str().as_bytes())
-            .hex();
-        Some(
-            store_dir
-                .join("cache")
-                .join(format!("files-{}.cache", &key[..24])),
-        )
+        let store_dir = std::fs::canonicalize(self.spec.datadir_path().ok()?).ok()?;
+        let abs = std::fs::canonicalize(path).ok()?;
+        let mut key = store_dir.as_os_str().as_bytes().to_vec();
+        key.push(0);
+        key.extend_from_slice(abs.as_os_str().as_bytes());
+        let key = vt_engine::HashAlg::Blake3.hash(&key).hex();
+        let base = dirs::cache_dir().unwrap_or_else(|| store_dir.join("cache"));
+        Some(base.join("vt").join(format!("files-{}.cache", &key[..32])))
     }
 
     /// The DataDir store for writing, or `None` when the store is not a DataDir.

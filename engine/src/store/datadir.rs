@@ -72,7 +72,7 @@ impl Default for DataDirOptions {
             hash_alg: HashAlg::DEFAULT,
             segment_size: DEFAULT_SEGMENT_SIZE,
             read_only: false,
-            compression_level: 1,
+            compression_level: 3,
             index_cache_bytes: 512 << 20,
             fs: Arc::new(OsFs),
         }
