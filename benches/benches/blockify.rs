@@ -68,6 +68,18 @@ fn read_back(c: &mut Criterion) {
         b.iter(|| write_to(&store, &top, &mut std::io::sink()).unwrap())
     });
     g.finish();
+    // Random 64 KiB ranges: only the leaves overlapping each range are fetched.
+    let mut g = c.benchmark_group("read_range");
+    g.throughput(Throughput::Bytes(64 << 10));
+    let mut x = 12345u64;
+    g.bench_function("64KiB/random-offset", |b| {
+        b.iter(|| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let off = (x >> 16) % (data.len() as u64 - (64 << 10));
+            vt_engine::read::read_range(&store, &top, off, 64 << 10).unwrap()
+        })
+    });
+    g.finish();
 }
 
 /// `vt save` and `vt cat` without the CLI: blockify into a DataDir on disk and commit
