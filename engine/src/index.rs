@@ -39,6 +39,9 @@ pub const RUN_PREFIX: &str = "blocks.run.";
 const MERGE_TMP: &str = "blocks.merging";
 /// Runs are merged into the main table when they hold 1/`MAIN_MERGE_DIVISOR` of its entries.
 pub const MAIN_MERGE_DIVISOR: u64 = 4;
+/// How long a read-only follower reuses a read snapshot of the writer's index.
+const FOLLOWER_SNAPSHOT_TTL: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// At most this many runs are kept; more are merged.
 pub const MAX_RUNS: usize = 16;
 const SEGMENTS: TableDefinition<u32, &[u8]> = TableDefinition::new("segments");
@@ -268,7 +271,7 @@ pub struct Index {
     db: Db,
     /// A cached snapshot of the block tables, replaced after each commit; `None` when stale.
     /// Opening a read transaction per lookup would cost more than the lookup itself.
-    snapshot: RwLock<Option<(u64, Arc<Snapshot>)>>,
+    snapshot: RwLock<Option<(u64, std::time::Instant, Arc<Snapshot>)>>,
     /// Bumped after every commit; a snapshot taken under an older value is stale.
     commits: AtomicU64,
     /// Read-only handles follow another process's commits, so they never cache snapshots.
@@ -491,18 +494,22 @@ impl Index {
 
     fn snapshot(&self) -> Result<Arc<Snapshot>> {
         let gen = self.commits.load(Ordering::Acquire);
-        if let Some((g, s)) = self.snapshot.read().as_ref() {
-            if *g == gen {
+        if let Some((g, at, s)) = self.snapshot.read().as_ref() {
+            // A follower keeps a snapshot briefly: one read transaction per lookup costs
+            // more than the lookup (file range locks), and a miss re-checks a fresh one.
+            if *g == gen && (self.cache_snapshots || at.elapsed() < FOLLOWER_SNAPSHOT_TTL) {
                 return Ok(s.clone());
             }
         }
+        self.fresh_snapshot(gen)
+    }
+
+    fn fresh_snapshot(&self, gen: u64) -> Result<Arc<Snapshot>> {
         let s = Arc::new(self.open_snapshot()?);
-        if self.cache_snapshots {
-            let mut slot = self.snapshot.write();
-            // A commit since `gen` was read may predate this read transaction or not: don't cache.
-            if self.commits.load(Ordering::Acquire) == gen {
-                *slot = Some((gen, s.clone()));
-            }
+        let mut slot = self.snapshot.write();
+        // A commit since `gen` was read may predate this read transaction or not: don't cache.
+        if self.commits.load(Ordering::Acquire) == gen {
+            *slot = Some((gen, std::time::Instant::now(), s.clone()));
         }
         Ok(s)
     }
@@ -515,6 +522,15 @@ impl Index {
         for t in &self.snapshot()?.tables {
             if let Some(v) = t.get(key)? {
                 return Ok(Some(Location::decode(&v.value())));
+            }
+        }
+        if !self.cache_snapshots {
+            // A follower's cached snapshot may predate the writer's last commit.
+            let gen = self.commits.load(Ordering::Acquire);
+            for t in &self.fresh_snapshot(gen)?.tables {
+                if let Some(v) = t.get(key)? {
+                    return Ok(Some(Location::decode(&v.value())));
+                }
             }
         }
         Ok(None)

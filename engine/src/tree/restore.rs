@@ -276,9 +276,12 @@ fn write_file(store: &dyn Store, path: &Path, d: &Dirent, progress: &Progress) -
             Ok(())
         },
     )?;
-    let end = w.pos;
-    f.set_len(end)
-        .ctx(|| format!("set length of {}", path.display()))?;
+    // Only a file ending in a hole needs its length set; the writes set it otherwise.
+    let (end, trailing_hole) = (w.pos, w.seek_pending);
+    if trailing_hole {
+        f.set_len(end)
+            .ctx(|| format!("set length of {}", path.display()))?;
+    }
     progress.files.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
