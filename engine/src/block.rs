@@ -133,6 +133,25 @@ impl BlockRef {
         })
     }
 
+    /// A sub-block reference to `span` bytes of `sup` at `offset`, flattening a nested
+    /// sub-block as cs.vt does. The caller has checked the range against `sup.span()`.
+    pub(crate) fn sub_of(sup: BlockRef, offset: u64, span: u64) -> BlockRef {
+        match sup {
+            BlockRef::Sub {
+                block, offset: o, ..
+            } => BlockRef::Sub {
+                block,
+                offset: o + offset,
+                span,
+            },
+            other => BlockRef::Sub {
+                block: Arc::new(other),
+                offset,
+                span,
+            },
+        }
+    }
+
     /// Appends the inner encoding (without the outer BSData length).
     fn encode_inner(&self, out: &mut Vec<u8>) {
         match self {
@@ -264,21 +283,7 @@ impl BlockRef {
                         sup.span()
                     )));
                 }
-                // cs.vt flattens nested sub-blocks on decode; so do we.
-                Ok(match sup {
-                    BlockRef::Sub {
-                        block, offset: o, ..
-                    } => BlockRef::Sub {
-                        block,
-                        offset: o + offset,
-                        span,
-                    },
-                    other => BlockRef::Sub {
-                        block: Arc::new(other),
-                        offset,
-                        span,
-                    },
-                })
+                Ok(Self::sub_of(sup, offset, span))
             }
             _ => Err(Error::bad(format!("unknown block type {typ}"))),
         }

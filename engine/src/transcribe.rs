@@ -28,7 +28,6 @@ use crate::error::{Error, Result};
 use crate::hash::{unhex, HashAlg, HashCode};
 use std::fmt::{self, Write as _};
 use std::str::FromStr;
-use std::sync::Arc;
 
 /// Answers span questions for transcriptions that leave the span out.
 ///
@@ -385,20 +384,7 @@ impl<'a> Cursor<'a> {
             return Err(self.err("sub-block range exceeds its super-block"));
         }
         // Flatten as the binary decoder does, so text and binary agree.
-        Ok(match sup {
-            BlockRef::Sub {
-                block, offset: o, ..
-            } => BlockRef::Sub {
-                block,
-                offset: o + offset,
-                span,
-            },
-            other => BlockRef::Sub {
-                block: Arc::new(other),
-                offset,
-                span,
-            },
-        })
+        Ok(BlockRef::sub_of(sup, offset, span))
     }
 
     /// Parses texthex up to (not including) the closing `}`.
@@ -624,7 +610,7 @@ pub(crate) mod tests {
         assert_eq!(
             b,
             BlockRef::Sub {
-                block: Arc::new(leaf),
+                block: std::sync::Arc::new(leaf),
                 offset: 15,
                 span: 20
             }

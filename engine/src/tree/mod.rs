@@ -88,34 +88,26 @@ pub type LeafFn<'a> = dyn FnMut(&BlockRef, Option<&[u8]>) -> Result<()> + 'a;
 /// Calls `f` for each leaf of `block` in content order, with its bytes when the leaf
 /// is stored (hash) or literal; RLE and sub-block leaves get `None`.
 pub fn for_each_leaf(store: &dyn Store, block: &BlockRef, f: &mut LeafFn<'_>) -> Result<()> {
+    leaves(store, block, f, 0)
+}
+
+fn leaves(store: &dyn Store, block: &BlockRef, f: &mut LeafFn<'_>, depth: usize) -> Result<()> {
     match block {
         BlockRef::Indirect { hash, span } => {
-            let data = store.get_required(hash)?;
-            let children = BlockRef::decode_all(&data)?;
-            let total: u64 = children.iter().map(BlockRef::span).sum();
-            if total != *span {
+            // A hostile tree must not exhaust the stack.
+            if depth >= read::MAX_TREE_DEPTH {
                 return Err(Error::corrupt(
                     hash.to_string(),
                     0,
-                    format!("indirect block children span {total}, reference says {span}"),
+                    "indirect tree too deep",
                 ));
             }
-            for c in &children {
-                for_each_leaf(store, c, f)?;
+            for c in &read::fetch_children(store, hash, *span)? {
+                leaves(store, c, f, depth + 1)?;
             }
             Ok(())
         }
-        BlockRef::Hash { hash, span } => {
-            let data = store.get_required(hash)?;
-            if data.len() as u64 != *span {
-                return Err(Error::corrupt(
-                    hash.to_string(),
-                    0,
-                    format!("block has {} bytes, reference says {span}", data.len()),
-                ));
-            }
-            f(block, Some(&data))
-        }
+        BlockRef::Hash { hash, span } => f(block, Some(&read::fetch_leaf(store, hash, *span)?)),
         BlockRef::Literal(d) => f(block, Some(d)),
         _ => f(block, None),
     }
@@ -171,7 +163,9 @@ fn count(store: &dyn Store, d: &Dirent, s: &mut TreeStats) -> Result<()> {
         }
         DirentKind::File | DirentKind::Indirect => {
             s.files += 1;
-            s.bytes += d.block.as_ref().map_or(0, BlockRef::span);
+            s.bytes = s
+                .bytes
+                .saturating_add(d.block.as_ref().map_or(0, BlockRef::span));
         }
         DirentKind::Symlink => s.symlinks += 1,
     }
