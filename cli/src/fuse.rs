@@ -65,7 +65,9 @@ fn attr(a: &Attr) -> FileAttr {
         uid: a.uid,
         gid: a.gid,
         rdev: a.rdev,
-        blksize: 128 * 1024,
+        // The preferred I/O size: `cp`, `cat` and friends size their buffers by it,
+        // and larger buffers mean fewer (and larger) FUSE requests.
+        blksize: 1 << 20,
         flags: 0,
     }
 }

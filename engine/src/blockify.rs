@@ -262,11 +262,12 @@ pub fn blockify_bytes(
     sink: &dyn BlockSink,
     opts: &BlockifyOptions,
 ) -> Result<BlockRef> {
+    let tree = TreeBuilder::new(sink, opts.hash_alg, opts.chunker);
     if opts.threads <= 1 || data.len() <= BATCH_LEN {
-        return blockify_sequential(data, sink, opts);
+        return blockify_sequential(tree, data, sink, opts);
     }
     let mut chunker = opts.chunker.chunker();
-    run_pipeline(sink, opts, |tx, _| {
+    run_pipeline(tree, sink, opts, |tx, _| {
         let (mut start, mut scanned, mut seq) = (0, 0, 0);
         while scanned < data.len() {
             let window = (scanned + BATCH_LEN).min(data.len());
@@ -291,8 +292,22 @@ pub fn blockify_bytes(
 
 /// Blockifies everything `r` yields. Fails on a read error or when the sink does.
 pub fn blockify_reader<R: Read + Send>(
-    mut r: R,
+    r: R,
     sink: &dyn BlockSink,
+    opts: &BlockifyOptions,
+) -> Result<BlockRef> {
+    let tree = TreeBuilder::new(sink, opts.hash_alg, opts.chunker);
+    blockify_reader_onto(tree, r, sink, opts)
+}
+
+/// Blockifies everything `r` yields as the leaves following those already pushed
+/// to `tree` (e.g. the unchanged start of a file), and returns the top reference.
+/// Chunking starts afresh at `r`'s first byte. Fails on a read error or when the
+/// sink does.
+pub fn blockify_reader_onto<'s, R: Read + Send>(
+    tree: TreeBuilder<'s>,
+    mut r: R,
+    sink: &'s dyn BlockSink,
     opts: &BlockifyOptions,
 ) -> Result<BlockRef> {
     let mut first = Vec::new();
@@ -301,12 +316,12 @@ pub fn blockify_reader<R: Read + Send>(
     first.truncate(held);
     if eof || opts.threads <= 1 {
         if eof {
-            return blockify_sequential(&first, sink, opts);
+            return blockify_sequential(tree, &first, sink, opts);
         }
-        return blockify_reader_sequential(r, first, sink, opts);
+        return blockify_reader_sequential(tree, r, first, sink, opts);
     }
     let mut chunker = opts.chunker.chunker();
-    run_pipeline(sink, opts, move |tx, spare| {
+    run_pipeline(tree, sink, opts, move |tx, spare| {
         let mut buf = first;
         let mut held = buf.len();
         let mut scanned = 0;
@@ -399,27 +414,27 @@ fn scan_cuts(
     (ends, to)
 }
 
-/// Blockifies `data` on the calling thread.
+/// Blockifies `data` onto `tree` on the calling thread.
 fn blockify_sequential(
+    mut tree: TreeBuilder<'_>,
     data: &[u8],
     sink: &dyn BlockSink,
     opts: &BlockifyOptions,
 ) -> Result<BlockRef> {
-    let mut tree = TreeBuilder::new(sink, opts.hash_alg, opts.chunker);
     for chunk in crate::chunk::chunks(opts.chunker, data) {
         tree.push(leaf_ref(chunk, opts.chunker, opts.hash_alg, sink)?)?;
     }
     tree.finish()
 }
 
-/// Blockifies a reader on the calling thread, `buf` holding its first bytes.
+/// Blockifies a reader onto `tree` on the calling thread, `buf` holding its first bytes.
 fn blockify_reader_sequential<R: Read>(
+    mut tree: TreeBuilder<'_>,
     mut r: R,
     mut buf: Vec<u8>,
     sink: &dyn BlockSink,
     opts: &BlockifyOptions,
 ) -> Result<BlockRef> {
-    let mut tree = TreeBuilder::new(sink, opts.hash_alg, opts.chunker);
     let mut chunker = opts.chunker.chunker();
     let mut held = buf.len();
     let mut scanned = 0;
@@ -459,7 +474,12 @@ type Leaves = (u64, Result<Vec<BlockRef>>);
 /// Runs `produce` (sending batches) on a thread, workers turning batches into leaf
 /// references, and the tree builder on the calling thread. Workers return owned
 /// batch buffers to the producer through the receiver it is given.
-fn run_pipeline<'a, P>(sink: &dyn BlockSink, opts: &BlockifyOptions, produce: P) -> Result<BlockRef>
+fn run_pipeline<'a, 's, P>(
+    tree: TreeBuilder<'s>,
+    sink: &'s dyn BlockSink,
+    opts: &BlockifyOptions,
+    produce: P,
+) -> Result<BlockRef>
 where
     P: FnOnce(&Sender<Batch<'a>>, &Receiver<Vec<u8>>) -> Result<()> + Send,
 {
@@ -474,7 +494,7 @@ where
             s.spawn(move || hash_worker(&rx, &tx, &spare, sink, opts));
         }
         drop((batch_rx, leaf_tx, spare_tx));
-        let top = assemble(&leaf_rx, sink, opts);
+        let top = assemble(tree, &leaf_rx);
         drop(leaf_rx);
         let produced = producer
             .join()
@@ -513,12 +533,7 @@ fn hash_worker(
 }
 
 /// Feeds leaves to the tree builder in batch order.
-fn assemble(
-    rx: &Receiver<Leaves>,
-    sink: &dyn BlockSink,
-    opts: &BlockifyOptions,
-) -> Result<BlockRef> {
-    let mut tree = TreeBuilder::new(sink, opts.hash_alg, opts.chunker);
+fn assemble(mut tree: TreeBuilder<'_>, rx: &Receiver<Leaves>) -> Result<BlockRef> {
     let mut waiting = BTreeMap::new();
     let mut next = 0u64;
     for (seq, leaves) in rx {

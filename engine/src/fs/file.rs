@@ -7,16 +7,30 @@
 //! content, and long sequential writes cost time linear in their length.
 
 use crate::block::BlockRef;
-use crate::blockify::{leaf_ref, BlockifyOptions, TreeBuilder};
+use crate::blockify::{blockify_reader_onto, BlockifyOptions, TreeBuilder};
 use crate::error::Result;
 use crate::read;
 use crate::store::{Store, StoreSink};
 use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::Arc;
 
 /// Size of a write-back page.
 pub const PAGE: u64 = 64 * 1024;
 
+/// A modified page and the write generation that last changed it.
+#[derive(Debug, Clone)]
+struct Page {
+    /// `PAGE` bytes, shared with snapshots until written again.
+    data: Arc<Vec<u8>>,
+    gen: u64,
+}
+
 /// A file's content: a stored base plus modified pages.
+///
+/// Pages are shared copy-on-write with [`Snapshot`]s, so a snapshot can be
+/// committed while writes go on; [`FileBuf::install`] then keeps exactly the
+/// changes made after the snapshot.
 #[derive(Debug, Clone)]
 pub struct FileBuf {
     /// The stored content the pages overlay.
@@ -26,7 +40,29 @@ pub struct FileBuf {
     /// The file size.
     size: u64,
     /// Modified pages by index; each is `PAGE` bytes, zero past `size`.
-    pages: BTreeMap<u64, Box<[u8]>>,
+    pages: BTreeMap<u64, Page>,
+    /// Counts writes and truncates; never goes back.
+    gen: u64,
+    /// The generation of the last snapshot.
+    snap_gen: u64,
+    /// Smallest size since the last snapshot (base bytes past it are gone).
+    low: u64,
+    /// Pages first modified since the last snapshot.
+    fresh: u64,
+}
+
+/// A file's content frozen at some generation, to be committed outside the
+/// filesystem lock and installed with [`FileBuf::install`].
+#[derive(Debug)]
+pub struct Snapshot {
+    buf: FileBuf,
+}
+
+impl Snapshot {
+    /// Stores the snapshot's content; returns its reference.
+    pub fn commit(&self, store: &dyn Store, opts: &BlockifyOptions) -> Result<BlockRef> {
+        self.buf.commit_content(store, opts)
+    }
 }
 
 impl FileBuf {
@@ -38,6 +74,10 @@ impl FileBuf {
             base_len: n,
             size: n,
             pages: BTreeMap::new(),
+            gen: 0,
+            snap_gen: 0,
+            low: n,
+            fresh: 0,
         }
     }
 
@@ -56,9 +96,14 @@ impl FileBuf {
         !self.pages.is_empty() || self.size != self.base.span() || self.base_len != self.size
     }
 
-    /// Bytes held in modified pages.
+    /// Bytes held in modified pages (including those a snapshot still shares).
     pub fn dirty_bytes(&self) -> u64 {
         self.pages.len() as u64 * PAGE
+    }
+
+    /// Bytes of pages first modified since the last snapshot.
+    pub fn fresh_bytes(&self) -> u64 {
+        self.fresh * PAGE
     }
 
     /// Reads `[off, off + len)` of the base, zeros past `base_len`.
@@ -76,44 +121,68 @@ impl FileBuf {
     /// Up to `len` bytes from `off`, clipped to the size.
     pub fn read(&self, store: &dyn Store, off: u64, len: u64) -> Result<Vec<u8>> {
         let end = off.saturating_add(len).min(self.size);
-        let mut out = Vec::with_capacity(end.saturating_sub(off) as usize);
+        let mut out = vec![0; end.saturating_sub(off) as usize];
+        self.read_slice(store, off, &mut out)?;
+        Ok(out)
+    }
+
+    /// Fills `out` with the bytes from `off` (which must lie within the size).
+    fn read_slice(&self, store: &dyn Store, off: u64, out: &mut [u8]) -> Result<()> {
+        let end = off + out.len() as u64;
         let mut pos = off;
         while pos < end {
             let idx = pos / PAGE;
             let in_page = pos % PAGE;
             let n = (PAGE - in_page).min(end - pos);
+            let at = (pos - off) as usize;
             match self.pages.get(&idx) {
-                Some(p) => out.extend_from_slice(&p[in_page as usize..(in_page + n) as usize]),
+                Some(p) => out[at..at + n as usize]
+                    .copy_from_slice(&p.data[in_page as usize..(in_page + n) as usize]),
                 None => {
                     // Read the whole run of clean pages in one go.
                     let mut run_end = pos + n;
                     while run_end < end && !self.pages.contains_key(&(run_end / PAGE)) {
                         run_end = (run_end + PAGE).min(end);
                     }
-                    out.extend(self.base_read(store, pos, run_end - pos)?);
+                    let v = self.base_read(store, pos, run_end - pos)?;
+                    out[at..at + v.len()].copy_from_slice(&v);
                     pos = run_end;
                     continue;
                 }
             }
             pos += n;
         }
-        Ok(out)
+        Ok(())
     }
 
-    /// The page `idx`, loading it from the base when first modified.
+    /// The page `idx` for writing at generation `self.gen`, loading it from the
+    /// base when first modified and unsharing it from snapshots.
     fn page_mut(&mut self, store: &dyn Store, idx: u64) -> Result<&mut [u8]> {
         if !self.pages.contains_key(&idx) {
             let start = idx * PAGE;
             let visible = self.size.min(self.base_len).saturating_sub(start).min(PAGE);
             let mut p = self.base_read(store, start, visible)?;
             p.resize(PAGE as usize, 0);
-            self.pages.insert(idx, p.into_boxed_slice());
+            let page = Page {
+                data: Arc::new(p),
+                gen: 0,
+            };
+            self.pages.insert(idx, page);
         }
-        Ok(self
-            .pages
-            .get_mut(&idx)
-            .map(|p| &mut p[..])
-            .unwrap_or(&mut []))
+        Ok(self.held_page_mut(idx))
+    }
+
+    /// [`Self::page_mut`] for a page that is held (empty if it is not).
+    fn held_page_mut(&mut self, idx: u64) -> &mut [u8] {
+        let (gen, snap_gen) = (self.gen, self.snap_gen);
+        let Some(page) = self.pages.get_mut(&idx) else {
+            return &mut [];
+        };
+        if page.gen <= snap_gen {
+            self.fresh += 1;
+        }
+        page.gen = gen;
+        &mut Arc::make_mut(&mut page.data)[..]
     }
 
     /// Writes `data` at `off`, growing the file as needed.
@@ -121,6 +190,7 @@ impl FileBuf {
         if data.is_empty() {
             return Ok(());
         }
+        self.gen += 1;
         let mut pos = off;
         let mut rest = data;
         while !rest.is_empty() {
@@ -138,15 +208,34 @@ impl FileBuf {
 
     /// Sets the size; bytes past a shrunk end read as zeros if it grows again.
     pub fn truncate(&mut self, size: u64) {
+        self.gen += 1;
         if size < self.size {
             let first_gone = size.div_ceil(PAGE);
             self.pages.split_off(&first_gone);
-            if let Some(p) = self.pages.get_mut(&(size / PAGE)) {
-                p[(size % PAGE) as usize..].fill(0);
+            if size % PAGE != 0 && self.pages.contains_key(&(size / PAGE)) {
+                self.held_page_mut(size / PAGE)[(size % PAGE) as usize..].fill(0);
             }
             self.base_len = self.base_len.min(size);
+            self.low = self.low.min(size);
         }
         self.size = size;
+    }
+
+    /// Freezes the current content for committing; the buffer goes on taking writes.
+    pub fn snapshot(&mut self) -> Snapshot {
+        self.snap_gen = self.gen;
+        self.low = self.size;
+        self.fresh = 0;
+        Snapshot { buf: self.clone() }
+    }
+
+    /// Makes `top`, the committed content of `snap`, the new base, keeping the
+    /// pages changed after the snapshot and hiding base bytes truncated since.
+    pub fn install(&mut self, snap: &Snapshot, top: BlockRef) {
+        let at = snap.buf.gen;
+        self.pages.retain(|_, p| p.gen > at);
+        self.base_len = snap.buf.size.min(self.low);
+        self.base = top;
     }
 
     /// Where the content first differs from the base.
@@ -160,53 +249,50 @@ impl FileBuf {
         if !self.is_dirty() {
             return Ok(self.base.clone());
         }
+        let snap = self.snapshot();
+        let top = snap.commit(store, opts)?;
+        self.install(&snap, top.clone());
+        Ok(top)
+    }
+
+    /// Stores the content (without changing `self`); returns its reference.
+    ///
+    /// The stored leaves wholly before the first change are kept, except the last
+    /// leaf, which was cut by the end of the content rather than by the chunker;
+    /// chunking restarts there, so the result equals blockifying the whole content.
+    fn commit_content(&self, store: &dyn Store, opts: &BlockifyOptions) -> Result<BlockRef> {
+        if !self.is_dirty() {
+            return Ok(self.base.clone());
+        }
         let sink = StoreSink(store);
         let mut tree = TreeBuilder::new(&sink, opts.hash_alg, opts.chunker);
         let mut kept = 0;
-        // The base's last leaf was cut by the end of the content, not by the
-        // chunker, so it is always re-chunked.
         let limit = self.first_change().min(self.base.span().saturating_sub(1));
         push_leaves_before(store, &self.base, limit, &mut kept, &mut tree)?;
-        let mut chunker = opts.chunker.chunker();
-        // `buf` holds the bytes not yet in a leaf; the chunker has seen `buf[..scanned]`.
-        let mut buf: Vec<u8> = Vec::new();
-        let mut scanned = 0;
-        let mut pos = kept;
-        const STEP: u64 = 4 << 20;
-        loop {
-            let n = STEP.min(self.size - pos);
-            buf.extend(self.read(store, pos, n)?);
-            pos += n;
-            let mut start = 0;
-            while scanned < buf.len() {
-                match chunker.next_cut(&buf[scanned..]) {
-                    Some(k) => {
-                        scanned += k;
-                        if scanned > start {
-                            tree.push(leaf_ref(
-                                &buf[start..scanned],
-                                opts.chunker,
-                                opts.hash_alg,
-                                &sink,
-                            )?)?;
-                            start = scanned;
-                        }
-                    }
-                    None => scanned = buf.len(),
-                }
-            }
-            if pos >= self.size {
-                if start < buf.len() {
-                    tree.push(leaf_ref(&buf[start..], opts.chunker, opts.hash_alg, &sink)?)?;
-                }
-                break;
-            }
-            buf.drain(..start);
-            scanned -= start;
-        }
-        let top = tree.finish()?;
-        *self = FileBuf::new(top.clone());
-        Ok(top)
+        let reader = ContentReader {
+            buf: self,
+            store,
+            pos: kept,
+        };
+        blockify_reader_onto(tree, reader, &sink, opts)
+    }
+}
+
+/// Reads a [`FileBuf`]'s content from `pos` on, for blockify.
+struct ContentReader<'a> {
+    buf: &'a FileBuf,
+    store: &'a dyn Store,
+    pos: u64,
+}
+
+impl Read for ContentReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = (out.len() as u64).min(self.buf.size.saturating_sub(self.pos)) as usize;
+        self.buf
+            .read_slice(self.store, self.pos, &mut out[..n])
+            .map_err(std::io::Error::other)?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 

@@ -19,6 +19,7 @@
 //! `default_permissions`); this layer keeps the modes and owners it is given.
 
 mod cache;
+mod commit;
 mod error;
 mod file;
 mod node;
@@ -27,15 +28,15 @@ mod tests;
 
 pub use cache::{CachedStore, ReadAhead};
 pub use error::{FsError, FsResult};
-pub use file::{FileBuf, PAGE};
+pub use file::{FileBuf, Snapshot, PAGE};
 
 use crate::block::BlockRef;
 use crate::blockify::BlockifyOptions;
 use crate::dir::{validate_name, Dirent, DirentKind, Meta, Owner};
 use crate::osmeta::NameCache;
-use crate::read;
 use crate::store::Store;
 use crate::transcribe::json::{JStr, Json};
+use commit::{Committer, Flusher};
 use node::{Body, DirNode, Node, State};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashSet};
@@ -93,7 +94,7 @@ impl Default for FsOptions {
             },
             dirty_limit: 64 << 20,
             cache_bytes: 64 << 20,
-            readahead: 1 << 20,
+            readahead: 4 << 20,
             default_uid: nix::unistd::geteuid().as_raw(),
             default_gid: nix::unistd::getegid().as_raw(),
         }
@@ -251,8 +252,10 @@ pub struct Fs {
     store: Arc<CachedStore>,
     readahead: ReadAhead,
     opts: FsOptions,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
     names: NameCache,
+    committer: Arc<Committer>,
+    flusher: Flusher,
 }
 
 impl Fs {
@@ -314,12 +317,20 @@ impl Fs {
 
     fn with_root(store: Arc<dyn Store>, root: Node, opts: FsOptions) -> Fs {
         let cached = Arc::new(CachedStore::new(store, opts.cache_bytes));
+        let state = Arc::new(Mutex::new(State::new(root)));
+        let committer = Arc::new(Committer::new(
+            state.clone(),
+            cached.clone(),
+            opts.blockify.clone(),
+        ));
         Fs {
             readahead: ReadAhead::start(cached.clone()),
             store: cached,
             opts,
-            state: Mutex::new(State::new(root)),
+            state,
             names: NameCache::default(),
+            flusher: Flusher::start(committer.clone()),
+            committer,
         }
     }
 
@@ -545,40 +556,36 @@ impl Fs {
 
     /// Closes handle `fh`; the last close of a file commits its changes.
     pub fn release(&self, fh: u64) -> FsResult<()> {
-        let mut st = self.state.lock();
-        let ino = st.handles.remove(&fh).ok_or(FsError::BadHandle)?;
-        let n = st.node_mut(ino)?;
-        n.opens = n.opens.saturating_sub(1);
-        if n.opens == 0 {
-            if n.nlink == 0 {
+        let commit = {
+            let mut st = self.state.lock();
+            let ino = st.handles.remove(&fh).ok_or(FsError::BadHandle)?;
+            let n = st.node_mut(ino)?;
+            n.opens = n.opens.saturating_sub(1);
+            if n.opens == 0 && n.nlink == 0 && !n.committing {
                 st.nodes.remove(&ino);
-            } else if let Body::File(f) = &mut n.body {
-                if f.is_dirty() {
-                    f.commit(self.store.as_ref(), &self.opts.blockify)?;
-                }
             }
+            let n = st.node(ino);
+            n.is_ok_and(|n| n.opens == 0 && n.nlink > 0).then_some(ino)
+        };
+        match commit {
+            Some(ino) => self.committer.commit_file(ino),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Commits file `ino`'s changes to the store (for `flush` and `fsync`).
+    /// The blockifying runs outside the filesystem lock.
     pub fn fsync(&self, ino: Ino) -> FsResult<()> {
-        let mut st = self.state.lock();
-        if let Body::File(f) = &mut st.node_mut(ino)?.body {
-            if f.is_dirty() {
-                f.commit(self.store.as_ref(), &self.opts.blockify)?;
-            }
-        }
-        Ok(())
+        self.state.lock().node(ino)?;
+        self.committer.commit_file(ino)
     }
 
     /// Up to `size` bytes of file `ino` from `offset`.
     pub fn read(&self, ino: Ino, offset: u64, size: u32) -> FsResult<Vec<u8>> {
-        let (base, len, sequential) = {
+        let len = u64::from(size);
+        let (base, ahead) = {
             let mut st = self.state.lock();
             let n = st.node_mut(ino)?;
-            let sequential = n.last_read_end == offset;
-            n.last_read_end = offset.saturating_add(u64::from(size));
             let Body::File(f) = &n.body else {
                 return Err(if n.is_dir() {
                     FsError::IsDir
@@ -587,17 +594,40 @@ impl Fs {
                 });
             };
             if f.is_dirty() {
-                return Ok(f.read(self.st(), offset, u64::from(size))?);
+                return Ok(f.read(self.st(), offset, len)?);
             }
-            (f.base().clone(), f.size(), sequential)
+            let base = f.base().clone();
+            let end = offset.saturating_add(len).min(f.size());
+            (base, Self::read_ahead(&mut n.ra_until, offset, end, self.opts.readahead))
         };
         // Clean content is read without holding the lock.
-        let data = read::read_range(self.st(), &base, offset, u64::from(size))?;
-        let next = offset + data.len() as u64;
-        if sequential && next < len {
-            self.readahead.hint(&base, next, self.opts.readahead);
+        let mut out = Vec::new();
+        self.store.read_range(&base, offset, len, &mut out)?;
+        if let Some((from, n)) = ahead {
+            self.readahead.hint(&base, from, n);
         }
-        Ok(data)
+        Ok(out)
+    }
+
+    /// The range to fetch ahead of a read of `[offset, end)`, if any. `until` is how
+    /// far read-ahead was asked for: a read starting near it (a sequential reader,
+    /// even with requests served out of order) moves it `window` past the read once
+    /// less than half a window is left; any other read restarts it there.
+    fn read_ahead(until: &mut u64, offset: u64, end: u64, window: u64) -> Option<(u64, u64)> {
+        if window == 0 {
+            return None;
+        }
+        let near = offset <= *until && *until - offset <= 2 * window;
+        if !near {
+            *until = end;
+            return None;
+        }
+        if *until >= end + window / 2 {
+            return None;
+        }
+        let from = (*until).max(end);
+        *until = end + window;
+        Some((from, *until - from))
     }
 
     /// Writes `data` at `offset` into file `ino`; returns the bytes written.
@@ -610,6 +640,7 @@ impl Fs {
             return Err(FsError::TooBig);
         }
         let mut st = self.state.lock();
+        self.throttle(&mut st, ino);
         let n = st.node_mut(ino)?;
         let Body::File(f) = &mut n.body else {
             return Err(if n.is_dir() {
@@ -622,14 +653,35 @@ impl Fs {
             return Err(FsError::Perm);
         }
         f.write(self.store.as_ref(), offset, data)?;
-        if f.dirty_bytes() > self.opts.dirty_limit {
-            f.commit(self.store.as_ref(), &self.opts.blockify)?;
-        }
+        let full = f.fresh_bytes() > self.opts.dirty_limit;
         let t = now_ns();
         n.meta.mtime_ns = Some(t);
         n.ctime_ns = t;
         st.changed = true;
+        if full {
+            // Committed by the background thread while writes go on.
+            if let Some(snap) = Committer::claim(&mut st, ino) {
+                if let Some((ino, snap)) = self.flusher.send(ino, snap) {
+                    drop(st);
+                    let top = snap.commit(self.store.as_ref(), &self.opts.blockify);
+                    self.committer.finish(ino, &snap, top)?;
+                }
+            }
+        }
         Ok(data.len() as u32)
+    }
+
+    /// Makes a writer wait while its file's commit runs and the pages written
+    /// meanwhile pass the dirty limit, so memory stays bounded.
+    fn throttle(&self, st: &mut parking_lot::MutexGuard<'_, State>, ino: Ino) {
+        let over = |st: &State| {
+            st.nodes.get(&ino).is_some_and(|n| {
+                n.committing && matches!(&n.body, Body::File(f) if f.fresh_bytes() > self.opts.dirty_limit)
+            })
+        };
+        while over(st) {
+            self.committer.done.wait(st);
+        }
     }
 
     /// A new node's meta: mode, owner (group from a setgid parent), times.
@@ -999,7 +1051,14 @@ impl Fs {
     /// The value of extended attribute `name`; `x-vt-block` gives a file's content
     /// reference (committing pending writes first).
     pub fn getxattr(&self, ino: Ino, name: &[u8]) -> FsResult<Vec<u8>> {
+        if name == XATTR_BLOCK {
+            self.committer.commit_file(ino)?;
+        }
         let mut st = self.state.lock();
+        if name == XATTR_BLOCK {
+            // A write may have come in since: commit it too (under the lock).
+            self.committer.wait_for(&mut st, ino);
+        }
         let n = st.node_mut(ino)?;
         if name == XATTR_BLOCK {
             let r = match &mut n.body {
@@ -1017,10 +1076,15 @@ impl Fs {
             };
             return Ok(r.to_string().into_bytes());
         }
-        n.meta
-            .xattr(name)
-            .map(<[u8]>::to_vec)
-            .ok_or(FsError::NoAttr)
+        match n.meta.xattr(name) {
+            Some(v) => Ok(v.to_vec()),
+            // "Not supported" rather than "no such attribute": `ls -l` then stops
+            // asking for every file, which halves the requests of `ls -lR`.
+            None if name.starts_with(b"system.") || name == b"security.selinux" => {
+                Err(FsError::NotSupported)
+            }
+            None => Err(FsError::NoAttr),
+        }
     }
 
     /// Sets extended attribute `name`.
@@ -1105,18 +1169,42 @@ impl Fs {
     /// (unnamed). Returns `None` when nothing changed since the last sync. Does
     /// not flush the store: the caller does that before recording the root.
     pub fn sync(&self) -> FsResult<Option<Dirent>> {
+        if !self.state.lock().changed {
+            return Ok(None);
+        }
+        self.commit_all()?;
         let mut st = self.state.lock();
         if !st.changed {
             return Ok(None);
         }
+        self.committer.wait_idle(&mut st);
         Ok(Some(self.root_locked(&mut st)?))
     }
 
     /// The current root dirent (unnamed), committing and storing what changed.
     /// Fails with `EROFS` on a read-only filesystem with pending changes (it has none).
     pub fn root(&self) -> FsResult<Dirent> {
+        self.commit_all()?;
         let mut st = self.state.lock();
+        self.committer.wait_idle(&mut st);
         self.root_locked(&mut st)
+    }
+
+    /// Commits every modified file, each outside the lock, so other requests go on
+    /// meanwhile. What is written during this is committed under the lock later.
+    fn commit_all(&self) -> FsResult<()> {
+        let dirty: Vec<Ino> = {
+            let st = self.state.lock();
+            st.nodes
+                .iter()
+                .filter(|(_, n)| matches!(&n.body, Body::File(f) if f.is_dirty()))
+                .map(|(&ino, _)| ino)
+                .collect()
+        };
+        for ino in dirty {
+            self.committer.commit_file(ino)?;
+        }
+        Ok(())
     }
 
     fn root_locked(&self, st: &mut State) -> FsResult<Dirent> {

@@ -52,8 +52,10 @@ pub(crate) struct Node {
     pub ctime_ns: i128,
     /// Open file handles.
     pub opens: u32,
-    /// End of the last read, to detect sequential reading.
-    pub last_read_end: u64,
+    /// How far read-ahead was asked for; a read near it extends it.
+    pub ra_until: u64,
+    /// A commit of this file runs outside the lock (see `commit.rs`).
+    pub committing: bool,
 }
 
 impl Node {
@@ -69,7 +71,8 @@ impl Node {
             atime_ns: t,
             ctime_ns: t,
             opens: 0,
-            last_read_end: u64::MAX,
+            ra_until: 0,
+            committing: false,
         }
     }
 
