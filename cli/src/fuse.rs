@@ -2,10 +2,10 @@
 //! All filesystem semantics live in the engine; this only converts types.
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -114,6 +114,11 @@ impl Filesystem for FuseFs {
         // Larger requests mean fewer round trips; the kernel caps what it can't do.
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
+        // Listings carry the entries' attributes, so `ls -l` and `find` need no
+        // lookup per entry.
+        let _ = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS);
+        // More read-ahead requests in flight for the worker threads to serve.
+        let _ = config.set_max_background(64);
         Ok(())
     }
 
@@ -368,6 +373,43 @@ impl Filesystem for FuseFs {
             }
         }
         reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        // Attributes cost more than names: fetch a batch at a time until full.
+        const BATCH: usize = 128;
+        let mut at = offset as usize;
+        loop {
+            let batch = match self.fs.readdir_plus(ino.0, at, BATCH) {
+                Ok(v) => v,
+                Err(e) => return reply.error(errno(e)),
+            };
+            let n = batch.len();
+            for (e, a) in batch {
+                at += 1;
+                let name = OsStr::from_bytes(&e.name);
+                if reply.add(
+                    INodeNo(e.ino),
+                    at as u64,
+                    name,
+                    &TTL,
+                    &attr(&a),
+                    Generation(0),
+                ) {
+                    return reply.ok();
+                }
+            }
+            if n < BATCH {
+                return reply.ok();
+            }
+        }
     }
 
     fn fsyncdir(

@@ -11,9 +11,9 @@ use super::error::FsResult;
 use super::file::Snapshot;
 use super::node::{Body, State};
 use super::{CachedStore, Ino};
+use crate::block::BlockRef;
 use crate::blockify::BlockifyOptions;
 use crate::error::Result;
-use crate::block::BlockRef;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::sync::Arc;
 

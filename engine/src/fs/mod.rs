@@ -24,6 +24,8 @@ mod error;
 mod file;
 mod node;
 #[cfg(test)]
+mod perf_tests;
+#[cfg(test)]
 mod tests;
 
 pub use cache::{CachedStore, ReadAhead};
@@ -34,6 +36,8 @@ use crate::block::BlockRef;
 use crate::blockify::BlockifyOptions;
 use crate::dir::{validate_name, Dirent, DirentKind, Meta, Owner};
 use crate::osmeta::NameCache;
+#[cfg(test)]
+use crate::read;
 use crate::store::Store;
 use crate::transcribe::json::{JStr, Json};
 use commit::{Committer, Flusher};
@@ -516,6 +520,37 @@ impl Fs {
         Ok(out)
     }
 
+    /// Up to `max` entries of directory `ino` from position `offset` of the
+    /// [`Fs::readdir`] listing, each with its attributes (FUSE's `readdirplus`,
+    /// which spares the kernel a lookup per entry).
+    pub fn readdir_plus(
+        &self,
+        ino: Ino,
+        offset: usize,
+        max: usize,
+    ) -> FsResult<Vec<(DirEntry, Attr)>> {
+        let mut st = self.state.lock();
+        let parent = st.node(ino)?.parent;
+        let mut listing: Vec<(Vec<u8>, Ino)> = vec![(b".".to_vec(), ino), (b"..".to_vec(), parent)];
+        listing.extend(
+            st.children(self.st(), ino)?
+                .iter()
+                .take(offset.saturating_add(max))
+                .map(|(k, v)| (k.clone(), *v)),
+        );
+        let mut out = Vec::with_capacity(max.min(listing.len()));
+        for (name, child) in listing.into_iter().skip(offset).take(max) {
+            let attr = self.attr_locked(&mut st, child)?;
+            let entry = DirEntry {
+                ino: child,
+                kind: attr.kind,
+                name,
+            };
+            out.push((entry, attr));
+        }
+        Ok(out)
+    }
+
     /// Opens file `ino`; `write` when opened for writing, `truncate` for `O_TRUNC`.
     /// Returns a handle for [`Fs::release`].
     pub fn open(&self, ino: Ino, write: bool, truncate: bool) -> FsResult<u64> {
@@ -598,7 +633,10 @@ impl Fs {
             }
             let base = f.base().clone();
             let end = offset.saturating_add(len).min(f.size());
-            (base, Self::read_ahead(&mut n.ra_until, offset, end, self.opts.readahead))
+            (
+                base,
+                Self::read_ahead(&mut n.ra_until, offset, end, self.opts.readahead),
+            )
         };
         // Clean content is read without holding the lock.
         let mut out = Vec::new();
@@ -676,7 +714,8 @@ impl Fs {
     fn throttle(&self, st: &mut parking_lot::MutexGuard<'_, State>, ino: Ino) {
         let over = |st: &State| {
             st.nodes.get(&ino).is_some_and(|n| {
-                n.committing && matches!(&n.body, Body::File(f) if f.fresh_bytes() > self.opts.dirty_limit)
+                n.committing
+                    && matches!(&n.body, Body::File(f) if f.fresh_bytes() > self.opts.dirty_limit)
             })
         };
         while over(st) {

@@ -2,7 +2,6 @@ use super::*;
 use crate::blockify::blockify_bytes;
 use crate::dir::encode_entries;
 use crate::hash::HashAlg;
-use crate::read;
 use crate::store::{MemoryStore, StoreSink};
 use proptest::prelude::*;
 
