@@ -212,7 +212,7 @@ impl FileBuf {
         if size < self.size {
             let first_gone = size.div_ceil(PAGE);
             self.pages.split_off(&first_gone);
-            if size % PAGE != 0 && self.pages.contains_key(&(size / PAGE)) {
+            if !size.is_multiple_of(PAGE) && self.pages.contains_key(&(size / PAGE)) {
                 self.held_page_mut(size / PAGE)[(size % PAGE) as usize..].fill(0);
             }
             self.base_len = self.base_len.min(size);
