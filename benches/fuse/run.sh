@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Same-run comparison of `vt mount` against vt's own commands and the local filesystem.
 #
-#   benches/fuse/run.sh [-n ROUNDS] [-s MIB] [-f FILE] [-t TREE] [-d DIR] VT
+#   benches/fuse/run.sh [-n ROUNDS] [-s MIB] [-f FILE] [-t TREE] [-d DIR] VT [VT...]
 #
 #   read   `dd if=MNT/file of=/dev/null bs=1M` on a fresh mount of an archive holding
 #          FILE, vs `vt cat REF > /dev/null` of the same reference (store page cache warm)
@@ -14,7 +14,9 @@
 # FILE defaults to MIB (1024) MiB of random bytes made in DIR. Rounds interleave the
 # commands; the table gives median wall seconds and each mount figure's ratio to its
 # peer in throughput terms (peer wall / mount wall; for ls, mount wall / ext4 wall).
-# Needs fusermount3 and root (or user_allow_other for the mount's allow_other).
+# Several VT binaries (e.g. before/after) are measured in the same rounds, each
+# against its own vt cat / vt save. Needs fusermount3 and root (as the mount raises
+# the kernel read-ahead through sysfs, and uses allow_other).
 set -euo pipefail
 rounds=5 mib=1024 file="" tree="" dir=${TMPDIR:-/tmp}/vt-fusebench
 while getopts "n:s:f:t:d:" o; do
@@ -24,8 +26,10 @@ while getopts "n:s:f:t:d:" o; do
   esac
 done
 shift $((OPTIND - 1))
-[ $# -eq 1 ] || { sed -n 2,17p "$0"; exit 2; }
-vt=$(realpath "$1")
+[ $# -ge 1 ] || { sed -n 2,19p "$0"; exit 2; }
+vts=()
+for v in "$@"; do vts+=("$(realpath "$v")"); done
+vt=${vts[0]}
 mkdir -p "$dir"
 dir=$(realpath "$dir")
 if [ -z "$file" ]; then
@@ -94,54 +98,62 @@ fi
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq "$rounds"); do
-  # read
-  t vtcat "$vt" -q -S "$dir/rstore" cat "$ref"
-  mount_bg "$dir/rstore" "$dir/r.vt"
-  t mntread dd if="$mnt/file" of=/dev/null bs=1M status=none
-  unmount_wait
-  # write
-  cat "$file" >/dev/null
-  fresh_store "$dir/wstore"
-  sync
-  t vtsave "$vt" -q -S "$dir/wstore" save --no-cache "$file"
-  fresh_store "$dir/wstore"
-  rm -f "$dir/w.vt"
-  sync
-  mount_bg "$dir/wstore" "$dir/w.vt"
-  s=$(now)
-  cp "$file" "$mnt/file"
-  unmount_wait
-  record mntwrite "$s"
-  [ "$(wc -l <"$dir/w.vt")" -ge 1 ] || { echo "no revision recorded" >&2; exit 1; }
-  # ls -lR
-  if [ -n "$tree" ]; then
-    t ext4ls ls -lR "$tree"
-    mount_bg "$dir/lstore" "$dir/l.vt"
-    t mntls ls -lR "$mnt"
+  i=0
+  for vt in "${vts[@]}"; do
+    i=$((i + 1))
+    # read
+    t "vtcat$i" "$vt" -q -S "$dir/rstore" cat "$ref"
+    mount_bg "$dir/rstore" "$dir/r.vt"
+    t "mntread$i" dd if="$mnt/file" of=/dev/null bs=1M status=none
     unmount_wait
-  fi
+    # write
+    cat "$file" >/dev/null
+    fresh_store "$dir/wstore"
+    sync
+    t "vtsave$i" "$vt" -q -S "$dir/wstore" save --no-cache "$file"
+    fresh_store "$dir/wstore"
+    rm -f "$dir/w.vt"
+    sync
+    mount_bg "$dir/wstore" "$dir/w.vt"
+    s=$(now)
+    cp "$file" "$mnt/file"
+    unmount_wait
+    record "mntwrite$i" "$s"
+    [ "$(wc -l <"$dir/w.vt")" -ge 1 ] || { echo "no revision recorded" >&2; exit 1; }
+    # ls -lR
+    if [ -n "$tree" ]; then
+      t "ext4ls$i" ls -lR "$tree"
+      mount_bg "$dir/lstore" "$dir/l.vt"
+      t "mntls$i" ls -lR "$mnt"
+      unmount_wait
+    fi
+  done
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 rm -rf "$dir/wstore" "$dir/rsrc"
 
-python3 - "$log" "$mib" <<'PY'
+python3 - "$log" "$mib" "$@" <<'PY'
 import statistics, sys
-log, mib = sys.argv[1], int(sys.argv[2])
+log, mib, vts = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 rows = {}
 for line in open(log):
     k, v = line.split()
     rows.setdefault(k, []).append(float(v))
 med = {k: statistics.median(v) for k, v in rows.items()}
-print("| operation | runs | median wall s | MiB/s | ratio | target |")
-print("| --- | --- | --- | --- | --- | --- |")
-def row(name, key, size=True, ratio="", target=""):
-    rate = f"{mib / med[key]:.0f}" if size else ""
-    print(f"| {name} | {len(rows[key])} | {med[key]:.3f} | {rate} | {ratio} | {target} |")
-row("vt cat REF > /dev/null", "vtcat")
-row("dd bs=1M from the mount", "mntread", ratio=f"{med['vtcat'] / med['mntread']:.2f}× vt cat", target="≥ 0.5×")
-row("vt save FILE (fresh store)", "vtsave")
-row("cp FILE into the mount + unmount", "mntwrite", ratio=f"{med['vtsave'] / med['mntwrite']:.2f}× vt save", target="≥ 0.5×")
-if "mntls" in med:
-    row("ls -lR TREE (ext4, warm)", "ext4ls", size=False)
-    row("ls -lR of a fresh mount", "mntls", size=False, ratio=f"{med['mntls'] / med['ext4ls']:.2f}× ext4 time", target="≤ 2×")
+print("| vt | operation | runs | median wall s | MiB/s | ratio | target |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+for i, vt in enumerate(vts, 1):
+    def row(name, key, size=True, ratio="", target=""):
+        key = f"{key}{i}"
+        rate = f"{mib / med[key]:.0f}" if size else ""
+        print(f"| {vt} | {name} | {len(rows[key])} | {med[key]:.3f} | {rate} | {ratio} | {target} |")
+    def r(a, b):
+        return med[f"{a}{i}"] / med[f"{b}{i}"]
+    row("vt cat REF > /dev/null", "vtcat")
+    row("dd bs=1M from the mount", "mntread", ratio=f"{r('vtcat', 'mntread'):.2f}× vt cat", target="≥ 0.5×")
+    row("vt save FILE (fresh store)", "vtsave")
+    row("cp FILE into the mount + unmount", "mntwrite", ratio=f"{r('vtsave', 'mntwrite'):.2f}× vt save", target="≥ 0.5×")
+    if f"mntls{i}" in med:
+        row("ls -lR TREE (ext4, warm)", "ext4ls", size=False)
+        row("ls -lR of a fresh mount", "mntls", size=False, ratio=f"{r('mntls', 'ext4ls'):.2f}× ext4 time", target="≤ 2×")
 PY

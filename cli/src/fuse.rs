@@ -117,6 +117,8 @@ impl Filesystem for FuseFs {
         // Listings carry the entries' attributes, so `ls -l` and `find` need no
         // lookup per entry.
         let _ = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS);
+        // Directories need no open handle (see `opendir`).
+        let _ = config.add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
         // More read-ahead requests in flight for the worker threads to serve.
         let _ = config.set_max_background(64);
         Ok(())
@@ -373,6 +375,12 @@ impl Filesystem for FuseFs {
             }
         }
         reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // Listings keep no per-handle state. ENOSYS tells the kernel to skip
+        // OPENDIR and RELEASEDIR from now on: two requests fewer per directory.
+        reply.error(Errno::ENOSYS);
     }
 
     fn readdirplus(
