@@ -47,6 +47,7 @@ fn kind(k: FileKind) -> FileType {
         FileKind::Fifo => FileType::NamedPipe,
         FileKind::CharDevice => FileType::CharDevice,
         FileKind::BlockDevice => FileType::BlockDevice,
+        FileKind::Socket => FileType::Socket,
     }
 }
 

@@ -115,6 +115,8 @@ pub enum FileKind {
     CharDevice,
     /// Block device.
     BlockDevice,
+    /// Socket.
+    Socket,
 }
 
 /// Attributes of an inode, as `stat` reports them.
@@ -391,6 +393,7 @@ impl Fs {
                 Some((crate::tree::SpecialKind::Fifo, _)) => FileKind::Fifo,
                 Some((crate::tree::SpecialKind::Char, _)) => FileKind::CharDevice,
                 Some((crate::tree::SpecialKind::Block, _)) => FileKind::BlockDevice,
+                Some((crate::tree::SpecialKind::Socket, _)) => FileKind::Socket,
                 None => FileKind::File,
             },
         }
@@ -708,21 +711,25 @@ impl Fs {
         caller: Caller,
     ) -> FsResult<Attr> {
         self.check_write()?;
-        let ftype = match mode & libc::S_IFMT {
+        use crate::tree::SpecialKind as K;
+        let kind = match mode & libc::S_IFMT {
             0 | libc::S_IFREG => None,
-            libc::S_IFIFO => Some("fifo"),
-            libc::S_IFCHR => Some("chr"),
-            libc::S_IFBLK => Some("blk"),
-            _ => return Err(FsError::NotSupported),
+            libc::S_IFIFO => Some(K::Fifo),
+            libc::S_IFCHR => Some(K::Char),
+            libc::S_IFBLK => Some(K::Block),
+            libc::S_IFSOCK => Some(K::Socket),
+            _ => return Err(FsError::Invalid),
         };
         let mut st = self.state.lock();
         let mut meta = self.new_meta(&st, parent, mode, caller, false)?;
-        if let Some(t) = ftype {
-            meta.other
-                .insert("ftype".into(), Json::Str(JStr::from_text(t)));
-            if t != "fifo" {
+        if let Some(k) = kind {
+            meta.other.insert(
+                crate::tree::K_FTYPE.into(),
+                Json::Str(JStr::from_text(k.name())),
+            );
+            if matches!(k, K::Char | K::Block) {
                 meta.other
-                    .insert("rdev".into(), Json::Num(rdev.to_string()));
+                    .insert(crate::tree::K_RDEV.into(), Json::Num(rdev.to_string()));
             }
         }
         let node = Node::new(Body::File(FileBuf::new(BlockRef::empty())), meta, parent);

@@ -625,3 +625,43 @@ fn one_shot_commit_matches_blockify() {
     assert_eq!(a, b);
     assert_eq!(r, whole);
 }
+
+#[test]
+fn sockets_are_special_nodes_that_round_trip() {
+    let (s, fs) = rw();
+    let sock = fs
+        .mknod(ROOT_INO, b"sock", libc::S_IFSOCK | 0o755, 0, ME)
+        .unwrap();
+    assert_eq!(
+        (sock.kind, sock.perm, sock.size),
+        (FileKind::Socket, 0o755, 0)
+    );
+    assert_eq!(fs.lookup(ROOT_INO, b"sock").unwrap().kind, FileKind::Socket);
+    assert_eq!(fs.readdir(ROOT_INO).unwrap()[2].kind, FileKind::Socket);
+    // Unknown file types are refused like mknod(2) does.
+    assert_eq!(
+        errno(fs.mknod(ROOT_INO, b"x", 0o170000 | 0o644, 0, ME)),
+        libc::EINVAL
+    );
+    let root = fs.sync().unwrap().unwrap();
+    let fs2 = Fs::new(s.clone(), &root, opts(FsMode::ReadWrite)).unwrap();
+    assert_eq!(
+        fs2.lookup(ROOT_INO, b"sock").unwrap().kind,
+        FileKind::Socket
+    );
+    // Restoring the tree makes a socket node again.
+    let out = tempfile::tempdir().unwrap();
+    crate::tree::restore(
+        s.as_ref(),
+        &root,
+        &out.path().join("r"),
+        &crate::tree::TreeOptions::default(),
+        &crate::tree::Progress::default(),
+    )
+    .unwrap();
+    use std::os::unix::fs::FileTypeExt;
+    let ft = std::fs::symlink_metadata(out.path().join("r/sock"))
+        .unwrap()
+        .file_type();
+    assert!(ft.is_socket());
+}
