@@ -120,6 +120,10 @@ impl Filesystem for FuseFs {
         entry(reply, self.fs.lookup(parent.0, name.as_bytes()));
     }
 
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
+    }
+
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.fs.getattr(ino.0) {
             Ok(a) => reply.attr(&TTL, &attr(&a)),
@@ -321,7 +325,7 @@ impl Filesystem for FuseFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        empty(reply, self.fs.fsync(ino.0));
+        empty(reply, self.fs.flush(ino.0));
     }
 
     fn release(
