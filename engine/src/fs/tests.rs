@@ -832,3 +832,90 @@ fn fsync_commits_the_file_and_flushes_the_store() {
     assert_eq!(read::read_all(&store.inner, &r).unwrap(), want);
     fs.release(fh).unwrap();
 }
+
+/// The content reference of file `ino` (committing it first).
+fn content_ref(fs: &Fs, ino: Ino) -> BlockRef {
+    let r = fs.getxattr(ino, XATTR_BLOCK).unwrap();
+    BlockRef::parse(std::str::from_utf8(&r).unwrap()).unwrap()
+}
+
+fn one_shot(s: &Arc<dyn Store>, data: &[u8]) -> BlockRef {
+    blockify_bytes(data, &StoreSink(s.as_ref()), &FsOptions::default().blockify).unwrap()
+}
+
+#[test]
+fn holes_commit_without_chunking_and_match_one_shot_blockify() {
+    let (s, fs) = rw();
+    let f = new_file(&fs, ROOT_INO, "f", b"head");
+    let size = |n| SetAttr {
+        size: Some(n),
+        ..Default::default()
+    };
+    // Extending to 1 TiB commits in a few chunks' time: the hole is one RLE leaf.
+    fs.setattr(f, &size(1 << 40)).unwrap();
+    let r = content_ref(&fs, f);
+    assert_eq!(r.span(), 1 << 40);
+    // Data in the middle of the hole, and an append past it.
+    fs.write(f, 1 << 39, b"middle").unwrap();
+    fs.write(f, (1 << 40) + 5, b"tail").unwrap();
+    content_ref(&fs, f);
+    assert_eq!(fs.read(f, (1 << 39) - 2, 10).unwrap(), b"\0\0middle\0\0");
+    assert_eq!(fs.read(f, (1 << 40) + 3, 10).unwrap(), b"\0\0tail");
+    assert_eq!(fs.read(f, 0, 6).unwrap(), b"head\0\0");
+    // At a size that blockify can do in one go, the references are the same.
+    let mut model = vec![0u8; 40 << 20];
+    model[..4].copy_from_slice(b"head");
+    let g = new_file(&fs, ROOT_INO, "g", b"head");
+    fs.setattr(g, &size(model.len() as u64)).unwrap();
+    assert_eq!(content_ref(&fs, g), one_shot(&s, &model));
+    for (off, d) in [(10_000_000usize, &b"x"[..]), (3, b"y"), (39 << 20, b"zz")] {
+        fs.write(g, off as u64, d).unwrap();
+        model[off..off + d.len()].copy_from_slice(d);
+        assert_eq!(content_ref(&fs, g), one_shot(&s, &model));
+    }
+    fs.setattr(g, &size(50 << 20)).unwrap();
+    fs.write(g, 45 << 20, b"w").unwrap();
+    model.resize(50 << 20, 0);
+    model[45 << 20] = b'w';
+    assert_eq!(content_ref(&fs, g), one_shot(&s, &model));
+    assert_eq!(read_file(&fs, g), model);
+}
+
+fn sparse_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u64..6_000_000, proptest::collection::vec(any::<u8>(), 0..3_000)).prop_map(|(o, d)| Op::Write(o, d)),
+        1 => (0u64..6_000_000).prop_map(Op::Truncate),
+        2 => Just(Op::Commit),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    /// Sparse writes, truncates and commits give the content and the very
+    /// reference of a one-shot blockify of a `Vec` model.
+    #[test]
+    fn sparse_commits_match_one_shot_blockify(ops in proptest::collection::vec(sparse_op(), 1..10)) {
+        let (s, fs) = rw();
+        let f = new_file(&fs, ROOT_INO, "f", b"");
+        let mut model: Vec<u8> = Vec::new();
+        for o in ops {
+            match o {
+                Op::Write(off, d) => {
+                    fs.write(f, off, &d).unwrap();
+                    let end = off as usize + d.len();
+                    if !d.is_empty() && model.len() < end {
+                        model.resize(end, 0);
+                    }
+                    model[off as usize..end].copy_from_slice(&d);
+                }
+                Op::Truncate(n) => {
+                    fs.setattr(f, &SetAttr { size: Some(n), ..Default::default() }).unwrap();
+                    model.resize(n as usize, 0);
+                }
+                Op::Commit => prop_assert_eq!(content_ref(&fs, f), one_shot(&s, &model)),
+            }
+        }
+        prop_assert_eq!(content_ref(&fs, f), one_shot(&s, &model));
+        prop_assert_eq!(read_file(&fs, f), model);
+    }
+}
