@@ -92,9 +92,9 @@ impl Committer {
             if let (Ok(top), Body::File(f)) = (&top, &mut n.body) {
                 f.install(snap, top.clone());
             }
-            // Unlinked and closed while committing: release left it to us.
-            if n.nlink == 0 && n.opens == 0 {
-                st.nodes.remove(&ino);
+            // Unreferenced while committing: release or forget left it to us.
+            if n.is_unreferenced() {
+                st.free(ino);
             }
         }
         drop(st);

@@ -5,9 +5,23 @@
 //! Committing keeps the stored leaves that lie wholly before the first change and
 //! chunks only from there on, so an append re-reads at most one leaf of the old
 //! content, and long sequential writes cost time linear in their length.
+//!
+//! Runs of zeros that are known without reading (holes: past the stored
+//! content, or zero RLE leaves of it, with no modified page) are not chunked
+//! byte by byte. The chunker restarts at every cut, so within such a run it
+//! cuts at a fixed length; those whole chunks are pushed as one RLE leaf, as
+//! the tree builder would merge them. Extending a file to a terabyte costs
+//! no more than a few chunks.
+//!
+//! When a commit only overwrote bytes (the size is unchanged), chunking stops
+//! at the first cut after the last modified page that is also a leaf boundary
+//! of the stored content: from there on, the stored leaves are what chunking
+//! would give again, and they are reused. Rewriting a few pages of a large
+//! file costs a few chunks, not the rest of the file.
 
 use crate::block::BlockRef;
-use crate::blockify::{blockify_reader_onto, BlockifyOptions, TreeBuilder};
+use crate::blockify::{blockify_reader_onto, leaf_ref, BlockifyOptions, TreeBuilder};
+use crate::chunk::ChunkerKind;
 use crate::error::Result;
 use crate::read;
 use crate::store::{Store, StoreSink};
@@ -238,6 +252,29 @@ impl FileBuf {
         self.base = top;
     }
 
+    /// How many bytes from `pos` are zeros known without reading content:
+    /// past the visible base or in a zero RLE leaf of it, and on no modified page.
+    fn zeros_at(&self, store: &dyn Store, pos: u64) -> Result<u64> {
+        let page_end = self
+            .pages
+            .range(pos / PAGE..)
+            .next()
+            .map_or(u64::MAX, |(i, _)| i * PAGE);
+        let end = self.size.min(page_end);
+        if pos >= end {
+            return Ok(0);
+        }
+        if pos >= self.base_len {
+            return Ok(end - pos);
+        }
+        let run_end = pos + zero_run_in(store, &self.base, pos, 0)?;
+        Ok(if run_end >= self.base_len {
+            end - pos
+        } else {
+            run_end.min(end) - pos
+        })
+    }
+
     /// Where the content first differs from the base.
     fn first_change(&self) -> u64 {
         let page = self.pages.keys().next().map_or(u64::MAX, |i| i * PAGE);
@@ -269,12 +306,156 @@ impl FileBuf {
         let mut kept = 0;
         let limit = self.first_change().min(self.base.span().saturating_sub(1));
         push_leaves_before(store, &self.base, limit, &mut kept, &mut tree)?;
-        let reader = ContentReader {
-            buf: self,
-            store,
-            pos: kept,
+        // Without holes or reusable leaves ahead, chunking is plain and runs
+        // in parallel; otherwise the loop below skips holes and reuses leaves.
+        let reuse_from = self.reuse_from(opts.chunker);
+        if reuse_from.is_none() && !self.known_zeros_in(store, kept, opts.chunker)? {
+            let reader = ContentReader {
+                buf: self,
+                store,
+                pos: kept,
+            };
+            return blockify_reader_onto(tree, reader, &sink, opts);
+        }
+        self.commit_loop(store, opts, tree, kept, reuse_from)
+    }
+
+    /// Chunks the content from `kept` (a chunk boundary) on, pushing whole
+    /// zero chunks of holes as RLE leaves and reusing the stored leaves past
+    /// `reuse_from` once chunking meets one of their boundaries.
+    fn commit_loop(
+        &self,
+        store: &dyn Store,
+        opts: &BlockifyOptions,
+        mut tree: TreeBuilder<'_>,
+        kept: u64,
+        reuse_from: Option<u64>,
+    ) -> Result<BlockRef> {
+        let sink = StoreSink(store);
+        let mut chunker = opts.chunker.chunker();
+        let zero_chunk = zero_chunk_len(opts.chunker);
+        // `buf` holds the bytes not yet in a leaf; the chunker has seen `buf[..scanned]`.
+        let mut buf: Vec<u8> = Vec::new();
+        let mut scanned = 0;
+        let old = self.base.clone();
+        // At a chunk boundary (the chunker is fresh): skip whole zero chunks.
+        let mut pos = self.skip_zeros(store, kept, zero_chunk, &mut tree)?;
+        // Read ahead of the chunker in large steps, but not much past where
+        // stored leaves may be reused.
+        let step = match reuse_from {
+            Some(_) => (opts.chunker.max_chunk() as u64).max(PAGE),
+            None => 4 << 20,
         };
-        blockify_reader_onto(tree, reader, &sink, opts)
+        'fill: loop {
+            let n = step.min(self.size - pos);
+            buf.extend(self.read(store, pos, n)?);
+            pos += n;
+            let mut start = 0;
+            while scanned < buf.len() {
+                match chunker.next_cut(&buf[scanned..]) {
+                    Some(k) => {
+                        scanned += k;
+                        if scanned > start {
+                            let leaf =
+                                leaf_ref(&buf[start..scanned], opts.chunker, opts.hash_alg, &sink)?;
+                            let zero = matches!(leaf, BlockRef::Rle { octet: 0, .. });
+                            tree.push(leaf)?;
+                            start = scanned;
+                            let at = pos - (buf.len() - scanned) as u64;
+                            if reuse_from.is_some_and(|r| at >= r && at < self.size)
+                                && leaf_starts_at(store, &old, at, 0)?
+                            {
+                                push_leaves_from(store, &old, at, &mut tree, 0)?;
+                                return tree.finish();
+                            }
+                            // A zero chunk may start a hole worth skipping.
+                            if zero && at < self.size {
+                                let next = self.skip_zeros(store, at, zero_chunk, &mut tree)?;
+                                if next > at {
+                                    buf.clear();
+                                    scanned = 0;
+                                    pos = next;
+                                    if pos >= self.size {
+                                        break 'fill;
+                                    }
+                                    continue 'fill;
+                                }
+                            }
+                        }
+                    }
+                    None => scanned = buf.len(),
+                }
+            }
+            if pos >= self.size {
+                if start < buf.len() {
+                    tree.push(leaf_ref(&buf[start..], opts.chunker, opts.hash_alg, &sink)?)?;
+                }
+                break;
+            }
+            buf.drain(..start);
+            scanned -= start;
+        }
+        tree.finish()
+    }
+
+    /// True when some bytes in `[from, size)` are zeros known without reading
+    /// (see [`FileBuf::zeros_at`]) that the commit loop would skip.
+    fn known_zeros_in(&self, store: &dyn Store, from: u64, kind: ChunkerKind) -> Result<bool> {
+        if zero_chunk_len(kind).is_none() {
+            return Ok(false);
+        }
+        // Walk the gaps between modified pages: each is base content or a hole.
+        let mut pos = from;
+        while pos < self.size {
+            let idx = pos / PAGE;
+            if self.pages.contains_key(&idx) {
+                pos = (idx + 1) * PAGE;
+                continue;
+            }
+            let gap_end = self
+                .pages
+                .range(idx..)
+                .next()
+                .map_or(self.size, |(i, _)| (i * PAGE).min(self.size));
+            if gap_end > self.base_len || zero_rle_in(store, &self.base, pos, gap_end, 0)? {
+                return Ok(true);
+            }
+            pos = gap_end;
+        }
+        Ok(false)
+    }
+
+    /// Where stored leaves may be reused: after the last modified page, when
+    /// the size and the visible stored content are unchanged.
+    fn reuse_from(&self, kind: ChunkerKind) -> Option<u64> {
+        let unchanged_size = self.size == self.base_len && self.base_len == self.base.span();
+        if kind.is_csvt() || !unchanged_size {
+            return None;
+        }
+        let last = self.pages.keys().next_back()?;
+        Some((last + 1) * PAGE)
+    }
+
+    /// At a chunk boundary `at`, pushes the whole zero chunks that start there
+    /// as one RLE leaf; returns where chunking goes on.
+    fn skip_zeros(
+        &self,
+        store: &dyn Store,
+        at: u64,
+        zero_chunk: Option<u64>,
+        tree: &mut TreeBuilder<'_>,
+    ) -> Result<u64> {
+        let Some(z) = zero_chunk else {
+            return Ok(at);
+        };
+        let whole = self.zeros_at(store, at)? / z * z;
+        if whole > 0 {
+            tree.push(BlockRef::Rle {
+                span: whole,
+                octet: 0,
+            })?;
+        }
+        Ok(at + whole)
     }
 }
 
@@ -293,6 +474,91 @@ impl Read for ContentReader<'_> {
             .map_err(std::io::Error::other)?;
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+/// The length of the chunks the chunker cuts a long run of zeros into, when
+/// whole zero chunks become RLE leaves that the tree builder merges (not in
+/// the cs.vt mode, whose chunker is left out here too).
+fn zero_chunk_len(kind: ChunkerKind) -> Option<u64> {
+    if kind.is_csvt() {
+        return None;
+    }
+    let zeros = vec![0u8; kind.max_chunk()];
+    let len = kind.chunker().next_cut(&zeros)?;
+    // Chunks this short would be literal leaves, which are not merged.
+    (len > crate::blockify::LITERAL_MAX).then_some(len as u64)
+}
+
+/// True when a leaf of `r` starts at `off`.
+fn leaf_starts_at(store: &dyn Store, r: &BlockRef, off: u64, depth: u32) -> Result<bool> {
+    if off == 0 {
+        return Ok(true);
+    }
+    let BlockRef::Indirect { hash, span } = r else {
+        return Ok(false);
+    };
+    if depth >= MAX_DEPTH {
+        return Ok(false);
+    }
+    let mut off = off;
+    for c in read::fetch_children(store, hash, *span)? {
+        if off < c.span() {
+            return leaf_starts_at(store, &c, off, depth + 1);
+        }
+        off -= c.span();
+    }
+    Ok(false)
+}
+
+/// Pushes the leaves of `r` from offset `off`, where a leaf starts.
+fn push_leaves_from(
+    store: &dyn Store,
+    r: &BlockRef,
+    off: u64,
+    tree: &mut TreeBuilder<'_>,
+    depth: u32,
+) -> Result<()> {
+    if off >= r.span() {
+        return Ok(());
+    }
+    let BlockRef::Indirect { hash, span } = r else {
+        return tree.push(r.clone());
+    };
+    if depth >= MAX_DEPTH {
+        return Err(crate::Error::bad(format!("{hash}: block tree too deep")));
+    }
+    let mut off = off;
+    for c in read::fetch_children(store, hash, *span)? {
+        if off >= c.span() {
+            off -= c.span();
+            continue;
+        }
+        push_leaves_from(store, &c, off, tree, depth + 1)?;
+        off = 0;
+    }
+    Ok(())
+}
+
+/// Deepest block tree walked (real trees are a few levels deep).
+const MAX_DEPTH: u32 = 64;
+
+/// How many bytes from `off` lie in the zero RLE leaf of `r` holding `off`
+/// (0 when that leaf is anything else).
+fn zero_run_in(store: &dyn Store, r: &BlockRef, off: u64, depth: u32) -> Result<u64> {
+    match r {
+        BlockRef::Rle { span, octet: 0 } => Ok(span.saturating_sub(off)),
+        BlockRef::Indirect { hash, span } if depth < MAX_DEPTH => {
+            let mut off = off;
+            for c in read::fetch_children(store, hash, *span)? {
+                if off < c.span() {
+                    return zero_run_in(store, &c, off, depth + 1);
+                }
+                off -= c.span();
+            }
+            Ok(0)
+        }
+        _ => Ok(0),
     }
 }
 
@@ -326,4 +592,29 @@ fn push_leaves_before(
         }
     }
     Ok(true)
+}
+
+/// True when a zero RLE leaf of `r` overlaps `[from, to)`.
+fn zero_rle_in(store: &dyn Store, r: &BlockRef, from: u64, to: u64, depth: u32) -> Result<bool> {
+    match r {
+        BlockRef::Rle { octet: 0, .. } => Ok(from < to),
+        BlockRef::Indirect { hash, span } if depth < MAX_DEPTH => {
+            let mut start = 0;
+            for c in read::fetch_children(store, hash, *span)? {
+                let end = start + c.span();
+                if end > from && start < to {
+                    let (a, b) = (from.max(start) - start, to.min(end) - start);
+                    if zero_rle_in(store, &c, a, b, depth + 1)? {
+                        return Ok(true);
+                    }
+                }
+                if end >= to {
+                    break;
+                }
+                start = end;
+            }
+            Ok(false)
+        }
+        _ => Ok(false),
+    }
 }
