@@ -23,6 +23,9 @@ pub struct Args {
     /// Copy at most this many MB per second.
     #[arg(long, value_name = "MB/s")]
     pub limit_rate: Option<f64>,
+    /// Also compact the index file afterwards (`vt compact` does).
+    #[arg(skip)]
+    pub compact_index: bool,
 }
 
 /// Runs a GC with `args` and prints the plan (always for a dry run, else when verbose)
@@ -31,7 +34,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode>
     if !(0.0..=1.0).contains(&args.threshold) {
         anyhow::bail!("--threshold must be between 0 and 1");
     }
-    let store = ctx.spec.open_datadir(ctx.hash, false)?;
+    let mut store = ctx.spec.open_datadir(ctx.hash, false)?;
     let opts = GcOptions {
         threshold: args.threshold,
         grace: parse_duration(&args.grace)?,
@@ -42,6 +45,18 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode>
     };
     let report = gc::run(&store, &opts, None).context("gc")?;
     print_report(ctx, args.dry_run, &report);
+    if args.compact_index && !args.dry_run {
+        let store = std::sync::Arc::get_mut(&mut store)
+            .context("the store handle is shared: cannot compact the index")?;
+        let (before, after) = store.compact_index().context("compacting the index")?;
+        if !ctx.quiet {
+            println!(
+                "index file {} -> {}",
+                human_bytes(before),
+                human_bytes(after)
+            );
+        }
+    }
     Ok(std::process::ExitCode::SUCCESS)
 }
 
