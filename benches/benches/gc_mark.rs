@@ -167,12 +167,11 @@ fn phase_plan(dir: &Path, cache_mib: u64) {
     let r = gc::run(&store, &o, None).expect("dry-run gc");
     let t2 = r.plan.totals();
     println!(
-        "plan (dry-run gc: mark, measure, plan): {:.1} s; {} live of {} bytes, {} dead blocks; \
+        "plan (dry-run gc: mark, measure, plan): {:.1} s; {} live of {} segment bytes; \
          peak RSS {:.0} MiB (redb cache {cache_mib} MiB)",
         t.elapsed().as_secs_f64(),
         t2.live_bytes,
         t2.total_bytes,
-        t2.dead_blocks,
         mib(status_kib("VmHWM")),
     );
 }

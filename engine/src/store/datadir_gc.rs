@@ -609,6 +609,17 @@ impl DataDir {
         Ok(out)
     }
 
+    /// Reads `len` bytes of segment `id` at `offset` (several records and the gaps between
+    /// them, in one read).
+    pub(crate) fn gc_read_span(&self, id: SegmentId, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let seg = self.segment_file(id)?;
+        let mut buf = vec![0u8; len];
+        seg.file
+            .read_at(&mut buf, offset)
+            .map_err(|e| Error::corrupt(&seg.name, offset, format!("cannot read records: {e}")))?;
+        Ok(buf)
+    }
+
     /// Reads the raw bytes of the version-1 record at `loc` and checks its checksum.
     pub(crate) fn gc_read_record(&self, loc: &Location, digest_len: usize) -> Result<Vec<u8>> {
         let seg = self.segment_file(loc.segment)?;
