@@ -5,6 +5,12 @@ use crate::output::human_bytes;
 use anyhow::Context as _;
 use vt_engine::gc::{self, retention::parse_duration, GcOptions, GcReport};
 
+/// redb page cache of a GC run. GC reads the index in sequential scans and sorted
+/// updates, which a big cache barely helps; the default (512 MiB) would fill up during
+/// the scans of a large store and dominate the memory of the run (BENCHMARKS.md: 661 MiB
+/// peak for a mark over 10M blocks with it, 199 MiB with 64 MiB).
+const GC_INDEX_CACHE: usize = 64 << 20;
+
 /// Arguments of `vt gc` (and, with another default threshold, `vt compact`).
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -34,7 +40,9 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode>
     if !(0.0..=1.0).contains(&args.threshold) {
         anyhow::bail!("--threshold must be between 0 and 1");
     }
-    let mut store = ctx.spec.open_datadir(ctx.hash, false)?;
+    let mut store = ctx
+        .spec
+        .open_datadir_cache(ctx.hash, false, GC_INDEX_CACHE)?;
     let opts = GcOptions {
         threshold: args.threshold,
         grace: parse_duration(&args.grace)?,
