@@ -1436,3 +1436,23 @@ impl Index {
         Ok(done)
     }
 }
+
+impl Index {
+    /// Compacts the index file after a GC removed entries: redb moves live pages down and
+    /// returns the free tail to the file system. Needs the only reference to this handle;
+    /// returns false when nothing was done, also when another process has a read
+    /// transaction open (compaction is then simply skipped). A crash during it leaves a
+    /// file redb repairs on the next open. Fails on a read-only index.
+    pub fn compact_file(&mut self) -> Result<bool> {
+        let Db::Rw(db) = &mut self.db else {
+            return Err(Error::Unsupported("index is read-only".into()));
+        };
+        // The cached snapshot is a read transaction: it would block the compaction.
+        *self.snapshot.get_mut() = None;
+        match db.compact() {
+            Ok(done) => Ok(done),
+            Err(redb::CompactionError::TransactionInProgress) => Ok(false),
+            Err(e) => Err(Error::Index(format!("compacting the index: {e}"))),
+        }
+    }
+}
