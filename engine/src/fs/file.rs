@@ -5,9 +5,17 @@
 //! Committing keeps the stored leaves that lie wholly before the first change and
 //! chunks only from there on, so an append re-reads at most one leaf of the old
 //! content, and long sequential writes cost time linear in their length.
+//!
+//! Runs of zeros that are known without reading (holes: past the stored
+//! content, or zero RLE leaves of it, with no modified page) are not chunked
+//! byte by byte. The chunker restarts at every cut, so within such a run it
+//! cuts at a fixed length; those whole chunks are pushed as one RLE leaf, as
+//! the tree builder would merge them. Extending a file to a terabyte costs
+//! no more than a few chunks.
 
 use crate::block::BlockRef;
 use crate::blockify::{leaf_ref, BlockifyOptions, TreeBuilder};
+use crate::chunk::ChunkerKind;
 use crate::error::Result;
 use crate::read;
 use crate::store::{Store, StoreSink};
@@ -149,6 +157,29 @@ impl FileBuf {
         self.size = size;
     }
 
+    /// How many bytes from `pos` are zeros known without reading content:
+    /// past the visible base or in a zero RLE leaf of it, and on no modified page.
+    fn zeros_at(&self, store: &dyn Store, pos: u64) -> Result<u64> {
+        let page_end = self
+            .pages
+            .range(pos / PAGE..)
+            .next()
+            .map_or(u64::MAX, |(i, _)| i * PAGE);
+        let end = self.size.min(page_end);
+        if pos >= end {
+            return Ok(0);
+        }
+        if pos >= self.base_len {
+            return Ok(end - pos);
+        }
+        let run_end = pos + zero_run_in(store, &self.base, pos, 0)?;
+        Ok(if run_end >= self.base_len {
+            end - pos
+        } else {
+            run_end.min(end) - pos
+        })
+    }
+
     /// Where the content first differs from the base.
     fn first_change(&self) -> u64 {
         let page = self.pages.keys().next().map_or(u64::MAX, |i| i * PAGE);
@@ -168,12 +199,14 @@ impl FileBuf {
         let limit = self.first_change().min(self.base.span().saturating_sub(1));
         push_leaves_before(store, &self.base, limit, &mut kept, &mut tree)?;
         let mut chunker = opts.chunker.chunker();
+        let zero_chunk = zero_chunk_len(opts.chunker);
         // `buf` holds the bytes not yet in a leaf; the chunker has seen `buf[..scanned]`.
         let mut buf: Vec<u8> = Vec::new();
         let mut scanned = 0;
-        let mut pos = kept;
+        // At a chunk boundary (the chunker is fresh): skip whole zero chunks.
+        let mut pos = self.skip_zeros(store, kept, zero_chunk, &mut tree)?;
         const STEP: u64 = 4 << 20;
-        loop {
+        'fill: loop {
             let n = STEP.min(self.size - pos);
             buf.extend(self.read(store, pos, n)?);
             pos += n;
@@ -183,13 +216,25 @@ impl FileBuf {
                     Some(k) => {
                         scanned += k;
                         if scanned > start {
-                            tree.push(leaf_ref(
-                                &buf[start..scanned],
-                                opts.chunker,
-                                opts.hash_alg,
-                                &sink,
-                            )?)?;
+                            let leaf =
+                                leaf_ref(&buf[start..scanned], opts.chunker, opts.hash_alg, &sink)?;
+                            let zero = matches!(leaf, BlockRef::Rle { octet: 0, .. });
+                            tree.push(leaf)?;
                             start = scanned;
+                            // A zero chunk may start a hole worth skipping.
+                            let at = pos - (buf.len() - scanned) as u64;
+                            if zero && at < self.size {
+                                let next = self.skip_zeros(store, at, zero_chunk, &mut tree)?;
+                                if next > at {
+                                    buf.clear();
+                                    scanned = 0;
+                                    pos = next;
+                                    if pos >= self.size {
+                                        break 'fill;
+                                    }
+                                    continue 'fill;
+                                }
+                            }
                         }
                     }
                     None => scanned = buf.len(),
@@ -207,6 +252,60 @@ impl FileBuf {
         let top = tree.finish()?;
         *self = FileBuf::new(top.clone());
         Ok(top)
+    }
+
+    /// At a chunk boundary `at`, pushes the whole zero chunks that start there
+    /// as one RLE leaf; returns where chunking goes on.
+    fn skip_zeros(
+        &self,
+        store: &dyn Store,
+        at: u64,
+        zero_chunk: Option<u64>,
+        tree: &mut TreeBuilder<'_>,
+    ) -> Result<u64> {
+        let Some(z) = zero_chunk else {
+            return Ok(at);
+        };
+        let whole = self.zeros_at(store, at)? / z * z;
+        if whole > 0 {
+            tree.push(BlockRef::Rle {
+                span: whole,
+                octet: 0,
+            })?;
+        }
+        Ok(at + whole)
+    }
+}
+
+/// The length of the chunks the chunker cuts a long run of zeros into, when
+/// whole zero chunks become RLE leaves that the tree builder merges (not in
+/// the cs.vt mode, whose chunker is left out here too).
+fn zero_chunk_len(kind: ChunkerKind) -> Option<u64> {
+    if kind.is_csvt() {
+        return None;
+    }
+    let zeros = vec![0u8; kind.max_chunk()];
+    let len = kind.chunker().next_cut(&zeros)?;
+    // Chunks this short would be literal leaves, which are not merged.
+    (len > crate::blockify::LITERAL_MAX).then_some(len as u64)
+}
+
+/// How many bytes from `off` lie in the zero RLE leaf of `r` holding `off`
+/// (0 when that leaf is anything else).
+fn zero_run_in(store: &dyn Store, r: &BlockRef, off: u64, depth: u32) -> Result<u64> {
+    match r {
+        BlockRef::Rle { span, octet: 0 } => Ok(span.saturating_sub(off)),
+        BlockRef::Indirect { hash, span } if depth < 64 => {
+            let mut off = off;
+            for c in read::fetch_children(store, hash, *span)? {
+                if off < c.span() {
+                    return zero_run_in(store, &c, off, depth + 1);
+                }
+                off -= c.span();
+            }
+            Ok(0)
+        }
+        _ => Ok(0),
     }
 }
 

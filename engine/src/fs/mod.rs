@@ -115,6 +115,8 @@ pub enum FileKind {
     CharDevice,
     /// Block device.
     BlockDevice,
+    /// Socket.
+    Socket,
 }
 
 /// Attributes of an inode, as `stat` reports them.
@@ -391,6 +393,7 @@ impl Fs {
                 Some((crate::tree::SpecialKind::Fifo, _)) => FileKind::Fifo,
                 Some((crate::tree::SpecialKind::Char, _)) => FileKind::CharDevice,
                 Some((crate::tree::SpecialKind::Block, _)) => FileKind::BlockDevice,
+                Some((crate::tree::SpecialKind::Socket, _)) => FileKind::Socket,
                 None => FileKind::File,
             },
         }
@@ -416,6 +419,7 @@ impl Fs {
                 n.meta.pathref.as_ref().map_or(0, |p| p.len() as u64),
                 n.nlink,
             ),
+            (Body::Dir(_), Some(_)) if n.nlink == 0 => (0, 0),
             (Body::Dir(_), Some((entries, dirs))) => (entries as u64, 2 + dirs as u32),
             (Body::Dir(_), None) => (0, 2),
         };
@@ -449,6 +453,22 @@ impl Fs {
         })
     }
 
+    /// Attributes of `ino`, handing out one more reference to it (see [`Fs::forget`]).
+    fn entry_locked(&self, st: &mut State, ino: Ino) -> FsResult<Attr> {
+        let a = self.attr_locked(st, ino)?;
+        st.node_mut(ino)?.nlookup += 1;
+        Ok(a)
+    }
+
+    /// Drops `n` references to `ino`. Every successful `lookup`, `create`,
+    /// `mknod`, `mkdir`, `symlink` and `link` hands out one reference (as the
+    /// kernel counts them). A node with no links, handles or references is
+    /// freed; a directory whose entries are all unreferenced and unchanged is
+    /// unloaded. Inode numbers stay the same either way.
+    pub fn forget(&self, ino: Ino, n: u64) {
+        self.state.lock().forget(ino, n);
+    }
+
     /// Attributes of `ino`.
     pub fn getattr(&self, ino: Ino) -> FsResult<Attr> {
         let mut st = self.state.lock();
@@ -470,7 +490,7 @@ impl Fs {
                     .ok_or(FsError::NotFound)?
             }
         };
-        self.attr_locked(&mut st, ino)
+        self.entry_locked(&mut st, ino)
     }
 
     /// Entries of directory `ino`, starting with `.` and `..`, sorted by name.
@@ -550,9 +570,9 @@ impl Fs {
         let n = st.node_mut(ino)?;
         n.opens = n.opens.saturating_sub(1);
         if n.opens == 0 {
-            if n.nlink == 0 {
-                st.nodes.remove(&ino);
-            } else if let Body::File(f) = &mut n.body {
+            if n.is_unreferenced() {
+                st.free(ino);
+            } else if let (Body::File(f), true) = (&mut n.body, n.nlink > 0) {
                 if f.is_dirty() {
                     f.commit(self.store.as_ref(), &self.opts.blockify)?;
                 }
@@ -561,14 +581,25 @@ impl Fs {
         Ok(())
     }
 
-    /// Commits file `ino`'s changes to the store (for `flush` and `fsync`).
-    pub fn fsync(&self, ino: Ino) -> FsResult<()> {
+    /// Commits file `ino`'s changes to the store (for `flush`, i.e. `close`).
+    /// The store may still hold them in memory; see [`Fs::fsync`].
+    pub fn flush(&self, ino: Ino) -> FsResult<()> {
         let mut st = self.state.lock();
         if let Body::File(f) = &mut st.node_mut(ino)?.body {
             if f.is_dirty() {
                 f.commit(self.store.as_ref(), &self.opts.blockify)?;
             }
         }
+        Ok(())
+    }
+
+    /// Commits file `ino`'s changes and flushes the store, so the file's
+    /// content is durable in the store. It becomes part of a recorded tree
+    /// at the next [`Fs::sync`].
+    pub fn fsync(&self, ino: Ino) -> FsResult<()> {
+        self.flush(ino)?;
+        // Outside the filesystem lock: other requests go on meanwhile.
+        self.store.flush()?;
         Ok(())
     }
 
@@ -662,6 +693,7 @@ impl Fs {
     /// Adds `node` as `name` in `parent`, which must not hold that name.
     fn add_entry(&self, st: &mut State, parent: Ino, name: &[u8], node: Node) -> FsResult<Ino> {
         Self::check_name(name)?;
+        Self::check_live_dir(st, parent)?;
         if st.children(self.st(), parent)?.contains_key(name) {
             return Err(FsError::Exists);
         }
@@ -671,6 +703,15 @@ impl Fs {
         Self::touch_dir(st, parent);
         st.changed = true;
         Ok(ino)
+    }
+
+    /// Fails with `ENOENT` when `dir` was removed (it may still be someone's
+    /// working directory); nothing can be added to it.
+    fn check_live_dir(st: &State, dir: Ino) -> FsResult<()> {
+        match st.node(dir)? {
+            n if n.is_dir() && n.nlink == 0 => Err(FsError::NotFound),
+            _ => Ok(()),
+        }
     }
 
     fn touch_dir(st: &mut State, dir: Ino) {
@@ -695,7 +736,7 @@ impl Fs {
         let node = Node::new(Body::File(FileBuf::new(BlockRef::empty())), meta, parent);
         let ino = self.add_entry(&mut st, parent, name, node)?;
         let fh = Self::new_handle(&mut st, ino);
-        Ok((self.attr_locked(&mut st, ino)?, fh))
+        Ok((self.entry_locked(&mut st, ino)?, fh))
     }
 
     /// Creates a regular file, named pipe or device node (`mode` holds the type bits).
@@ -708,26 +749,30 @@ impl Fs {
         caller: Caller,
     ) -> FsResult<Attr> {
         self.check_write()?;
-        let ftype = match mode & libc::S_IFMT {
+        use crate::tree::SpecialKind as K;
+        let kind = match mode & libc::S_IFMT {
             0 | libc::S_IFREG => None,
-            libc::S_IFIFO => Some("fifo"),
-            libc::S_IFCHR => Some("chr"),
-            libc::S_IFBLK => Some("blk"),
-            _ => return Err(FsError::NotSupported),
+            libc::S_IFIFO => Some(K::Fifo),
+            libc::S_IFCHR => Some(K::Char),
+            libc::S_IFBLK => Some(K::Block),
+            libc::S_IFSOCK => Some(K::Socket),
+            _ => return Err(FsError::Invalid),
         };
         let mut st = self.state.lock();
         let mut meta = self.new_meta(&st, parent, mode, caller, false)?;
-        if let Some(t) = ftype {
-            meta.other
-                .insert("ftype".into(), Json::Str(JStr::from_text(t)));
-            if t != "fifo" {
+        if let Some(k) = kind {
+            meta.other.insert(
+                crate::tree::K_FTYPE.into(),
+                Json::Str(JStr::from_text(k.name())),
+            );
+            if matches!(k, K::Char | K::Block) {
                 meta.other
-                    .insert("rdev".into(), Json::Num(rdev.to_string()));
+                    .insert(crate::tree::K_RDEV.into(), Json::Num(rdev.to_string()));
             }
         }
         let node = Node::new(Body::File(FileBuf::new(BlockRef::empty())), meta, parent);
         let ino = self.add_entry(&mut st, parent, name, node)?;
-        self.attr_locked(&mut st, ino)
+        self.entry_locked(&mut st, ino)
     }
 
     /// Creates a directory.
@@ -741,7 +786,7 @@ impl Fs {
             cache: None,
         });
         let ino = self.add_entry(&mut st, parent, name, Node::new(body, meta, parent))?;
-        self.attr_locked(&mut st, ino)
+        self.entry_locked(&mut st, ino)
     }
 
     /// Creates a symbolic link to `target`.
@@ -766,7 +811,7 @@ impl Fs {
             name,
             Node::new(Body::Symlink, meta, parent),
         )?;
-        self.attr_locked(&mut st, ino)
+        self.entry_locked(&mut st, ino)
     }
 
     /// The target of symlink `ino`.
@@ -787,17 +832,22 @@ impl Fs {
             return Err(FsError::Perm);
         }
         Self::check_name(name)?;
+        Self::check_live_dir(&st, parent)?;
         if st.children(self.st(), parent)?.contains_key(name) {
             return Err(FsError::Exists);
         }
+        let n = st.node_mut(ino)?;
+        if n.nlink == 0 {
+            // A removed file cannot get a name again (as with linkat(2)).
+            return Err(FsError::NotFound);
+        }
+        n.nlink += 1;
+        n.ctime_ns = now_ns();
         st.children_mut(self.st(), parent)?
             .insert(name.to_vec(), ino);
         Self::touch_dir(&mut st, parent);
-        let n = st.node_mut(ino)?;
-        n.nlink += 1;
-        n.ctime_ns = now_ns();
         st.changed = true;
-        self.attr_locked(&mut st, ino)
+        self.entry_locked(&mut st, ino)
     }
 
     /// Removes a non-directory entry.
@@ -818,13 +868,18 @@ impl Fs {
         Ok(())
     }
 
-    /// One link of `ino` is gone: forget it when it has no links and no opens.
+    /// One link of `ino` is gone (a directory's only one): free the node when
+    /// nothing refers to it any more.
     fn drop_link(st: &mut State, ino: Ino) {
         if let Some(n) = st.nodes.get_mut(&ino) {
-            n.nlink = n.nlink.saturating_sub(1);
+            n.nlink = if n.is_dir() {
+                0
+            } else {
+                n.nlink.saturating_sub(1)
+            };
             n.ctime_ns = now_ns();
-            if (n.nlink == 0 && n.opens == 0) || n.is_dir() {
-                st.nodes.remove(&ino);
+            if n.is_unreferenced() {
+                st.free(ino);
             }
         }
     }
@@ -881,6 +936,7 @@ impl Fs {
         self.check_destructive()?;
         Self::check_name(newname)?;
         let mut st = self.state.lock();
+        Self::check_live_dir(&st, newparent)?;
         let src = *st
             .children(self.st(), parent)?
             .get(name)
@@ -1096,6 +1152,12 @@ impl Fs {
         }
     }
 
+    /// How many inodes are held in memory (loaded entries, open or
+    /// referenced removed files).
+    pub fn inodes_in_memory(&self) -> usize {
+        self.state.lock().nodes.len()
+    }
+
     /// True when something changed since the last [`Fs::sync`].
     pub fn is_changed(&self) -> bool {
         self.state.lock().changed
@@ -1130,6 +1192,7 @@ impl Fs {
             &mut emitted,
         )?;
         st.changed = false;
+        st.unload_forgotten();
         Ok(root)
     }
 }

@@ -1,5 +1,13 @@
-//! The inode table: nodes, lazy directory loading, hard-link resolution, and
-//! turning the in-memory tree back into dirents.
+//! The inode table: nodes, lazy directory loading, hard-link resolution,
+//! turning the in-memory tree back into dirents, and freeing what the kernel
+//! has forgotten.
+//!
+//! Each entry reply to the kernel counts one reference (`nlookup`); `forget`
+//! drops them. A node with no links, no opens and no references is freed. A
+//! directory the kernel has forgotten is unloaded when it holds no unsaved
+//! changes and all its entries are forgotten too: its child nodes are dropped
+//! and only their inode numbers are remembered (8 bytes each), so reloading it
+//! gives every entry its old number back.
 
 use super::error::{FsError, FsResult};
 use super::file::FileBuf;
@@ -52,6 +60,8 @@ pub(crate) struct Node {
     pub ctime_ns: i128,
     /// Open file handles.
     pub opens: u32,
+    /// References handed to the kernel (entry replies) not yet forgotten.
+    pub nlookup: u64,
     /// End of the last read, to detect sequential reading.
     pub last_read_end: u64,
 }
@@ -69,12 +79,39 @@ impl Node {
             atime_ns: t,
             ctime_ns: t,
             opens: 0,
+            nlookup: 0,
             last_read_end: u64::MAX,
         }
     }
 
     pub fn is_dir(&self) -> bool {
         matches!(self.body, Body::Dir(_))
+    }
+
+    /// True when nothing refers to the node any more: no links (a removed
+    /// directory has none), no open handles, no kernel references.
+    pub fn is_unreferenced(&self) -> bool {
+        self.nlink == 0 && self.opens == 0 && self.nlookup == 0
+    }
+
+    /// Access and change times when they differ from what loading the node's
+    /// dirent again would give (both equal to the mtime).
+    fn times_to_keep(&self) -> Option<(i128, i128)> {
+        match self.meta.mtime_ns {
+            Some(m) if self.atime_ns == m && self.ctime_ns == m => None,
+            _ => Some((self.atime_ns, self.ctime_ns)),
+        }
+    }
+
+    /// The dirent of a node that is not a loaded directory and has a single link.
+    fn plain_dirent(&self, name: &[u8]) -> Dirent {
+        let mut e = match &self.body {
+            Body::Dir(d) => Dirent::dir(name, d.block.clone()),
+            Body::Symlink => Dirent::new(DirentKind::Symlink, name),
+            Body::File(f) => Dirent::file(name, f.base().clone()),
+        };
+        e.meta = self.meta.clone();
+        e
     }
 }
 
@@ -93,6 +130,10 @@ pub(crate) struct State {
     all_loaded: bool,
     /// True when something changed since the last sync.
     pub changed: bool,
+    /// Inode numbers of the entries of unloaded directories, in name order.
+    remembered: HashMap<Ino, Vec<Ino>>,
+    /// Access and change times of unloaded nodes that differ from their mtime.
+    times: HashMap<Ino, (i128, i128)>,
 }
 
 impl State {
@@ -107,6 +148,8 @@ impl State {
             links: HashMap::new(),
             all_loaded: false,
             changed: false,
+            remembered: HashMap::new(),
+            times: HashMap::new(),
         }
     }
 
@@ -123,6 +166,27 @@ impl State {
         self.next_ino += 1;
         self.nodes.insert(ino, node);
         ino
+    }
+
+    /// Inserts a reloaded node under its remembered number (a new one if none),
+    /// with its remembered times.
+    fn reinsert(&mut self, mut node: Node, ino: Option<Ino>) -> Ino {
+        let Some(ino) = ino else {
+            return self.insert(node);
+        };
+        if let Some((a, c)) = self.times.remove(&ino) {
+            node.atime_ns = a;
+            node.ctime_ns = c;
+        }
+        self.nodes.insert(ino, node);
+        ino
+    }
+
+    /// Removes a node and what is remembered about it.
+    pub fn free(&mut self, ino: Ino) {
+        self.nodes.remove(&ino);
+        self.remembered.remove(&ino);
+        self.times.remove(&ino);
     }
 
     /// The loaded entries of directory `ino`, loading them first.
@@ -160,12 +224,17 @@ impl State {
         };
         let bytes = read::read_all(store, &block)?;
         let entries = dir::decode_entries(&bytes)?;
-        let mut saw_link = false;
+        let saw_link = entries
+            .iter()
+            .any(|e| e.uuid.is_some() || e.kind == DirentKind::Indirect);
+        let mut numbers = self.remembered_numbers(ino, &entries).into_iter();
         let mut children = BTreeMap::new();
         for e in entries {
-            saw_link |= e.uuid.is_some() || e.kind == DirentKind::Indirect;
             let name = e.name.clone();
-            let child = self.node_from_dirent(e, ino);
+            let child = match numbers.next().flatten() {
+                Some(n) if !saw_link => self.reinsert(Self::plain_node(e, ino), Some(n)),
+                _ => self.node_from_dirent(e, ino),
+            };
             children.insert(name, child);
         }
         if let Body::Dir(d) = &mut self.node_mut(ino)?.body {
@@ -177,6 +246,158 @@ impl State {
             self.load_all(store)?;
         }
         Ok(())
+    }
+
+    /// The remembered inode number of each of `entries` (the stored entries of
+    /// unloaded directory `ino`, which are the ones it had when unloaded).
+    fn remembered_numbers(&mut self, ino: Ino, entries: &[Dirent]) -> Vec<Option<Ino>> {
+        let mut out = vec![None; entries.len()];
+        let Some(inos) = self.remembered.remove(&ino) else {
+            return out;
+        };
+        if inos.len() != entries.len() {
+            return out;
+        }
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        order.sort_by(|a, b| entries[*a].name.cmp(&entries[*b].name));
+        for (k, i) in order.into_iter().enumerate() {
+            out[i] = Some(inos[k]);
+        }
+        out
+    }
+
+    /// The node for a stored entry that is not a hard link.
+    fn plain_node(e: Dirent, parent: Ino) -> Node {
+        let block = e.block.unwrap_or_else(BlockRef::empty);
+        let body = match e.kind {
+            DirentKind::Dir => Body::Dir(DirNode {
+                block,
+                children: None,
+                cache: None,
+            }),
+            DirentKind::Symlink => Body::Symlink,
+            DirentKind::File | DirentKind::Indirect => Body::File(FileBuf::new(block)),
+        };
+        Node::new(body, e.meta, parent)
+    }
+
+    /// Drops `n` kernel references to `ino`, then frees the node if nothing
+    /// refers to it, or unloads it (and then its parents, as far as they are
+    /// forgotten too) if it is a directory without unsaved changes.
+    pub fn forget(&mut self, ino: Ino, n: u64) {
+        let Some(node) = self.nodes.get_mut(&ino) else {
+            return;
+        };
+        node.nlookup = node.nlookup.saturating_sub(n);
+        if node.nlookup > 0 {
+            return;
+        }
+        if node.is_unreferenced() {
+            self.free(ino);
+            return;
+        }
+        let mut dir = ino;
+        while self.unload(dir) {
+            match self.nodes.get(&dir) {
+                Some(d) if d.parent != dir && d.parent != super::ROOT_INO => dir = d.parent,
+                _ => break,
+            }
+            if self.nodes.get(&dir).is_none_or(|d| d.nlookup > 0) {
+                break;
+            }
+        }
+    }
+
+    /// Unloads every forgotten directory that can be (deepest first): after a
+    /// sync, directories forgotten while they held changes are clean again.
+    pub fn unload_forgotten(&mut self) {
+        if self.all_loaded {
+            return;
+        }
+        let mut dirs: Vec<(usize, Ino)> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| {
+                n.nlookup == 0
+                    && matches!(
+                        &n.body,
+                        Body::Dir(DirNode {
+                            children: Some(_),
+                            ..
+                        })
+                    )
+            })
+            .map(|(ino, _)| (self.depth(*ino), *ino))
+            .collect();
+        dirs.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, ino) in dirs {
+            self.unload(ino);
+        }
+    }
+
+    /// How many directories lie above `ino`.
+    fn depth(&self, mut ino: Ino) -> usize {
+        let mut d = 0;
+        while let Some(n) = self.nodes.get(&ino) {
+            if ino == super::ROOT_INO || n.parent == ino || d > self.nodes.len() {
+                break;
+            }
+            ino = n.parent;
+            d += 1;
+        }
+        d
+    }
+
+    /// Unloads directory `ino` if it and all its entries are forgotten and it
+    /// equals its stored encoding. Returns true when it is (now) unloaded.
+    fn unload(&mut self, ino: Ino) -> bool {
+        if ino == super::ROOT_INO || self.all_loaded {
+            return false;
+        }
+        let Some(node) = self.nodes.get(&ino) else {
+            return false;
+        };
+        let Body::Dir(d) = &node.body else {
+            return false;
+        };
+        let (Some(children), Some((hash, _))) = (&d.children, &d.cache) else {
+            return d.children.is_none();
+        };
+        if node.nlookup > 0 || node.nlink == 0 {
+            return false;
+        }
+        let mut entries = Vec::with_capacity(children.len());
+        for (name, child) in children {
+            let Some(c) = self.nodes.get(child) else {
+                return false;
+            };
+            let clean = match &c.body {
+                Body::File(f) => !f.is_dirty(),
+                Body::Dir(cd) => cd.children.is_none(),
+                Body::Symlink => true,
+            };
+            if !clean || c.nlookup > 0 || c.opens > 0 || c.nlink != 1 || c.uuid.is_some() {
+                return false;
+            }
+            entries.push(c.plain_dirent(name));
+        }
+        match dir::encode_entries(&entries) {
+            Ok(bytes) if blake3::hash(&bytes).as_bytes() == hash => {}
+            _ => return false,
+        }
+        let inos: Vec<Ino> = children.values().copied().collect();
+        for child in &inos {
+            if let Some(c) = self.nodes.remove(child) {
+                if let Some(t) = c.times_to_keep() {
+                    self.times.insert(*child, t);
+                }
+            }
+        }
+        self.remembered.insert(ino, inos);
+        if let Some(Body::Dir(d)) = self.nodes.get_mut(&ino).map(|n| &mut n.body) {
+            d.children = None;
+        }
+        true
     }
 
     /// Loads every directory of the tree.
@@ -196,17 +417,9 @@ impl State {
     pub fn node_from_dirent(&mut self, e: Dirent, parent: Ino) -> Ino {
         let block = e.block.clone().unwrap_or_else(BlockRef::empty);
         match (e.kind, e.uuid) {
-            (DirentKind::Dir, _) => {
-                let body = Body::Dir(DirNode {
-                    block,
-                    children: None,
-                    cache: None,
-                });
-                self.insert(Node::new(body, e.meta, parent))
-            }
-            (DirentKind::Symlink, _) => self.insert(Node::new(Body::Symlink, e.meta, parent)),
-            (DirentKind::File, None) | (DirentKind::Indirect, None) => {
-                self.insert(Node::new(Body::File(FileBuf::new(block)), e.meta, parent))
+            (DirentKind::Dir | DirentKind::Symlink, _)
+            | (DirentKind::File | DirentKind::Indirect, None) => {
+                self.insert(Self::plain_node(e, parent))
             }
             (DirentKind::File, Some(u)) => match self.links.get(&u).copied() {
                 Some(ino) => {
@@ -246,8 +459,9 @@ impl State {
     }
 
     /// Commits every modified file's buffer to the store.
+    /// Removed files still open are left alone: nothing will store them.
     pub fn commit_files(&mut self, store: &dyn Store, opts: &BlockifyOptions) -> FsResult<()> {
-        for n in self.nodes.values_mut() {
+        for n in self.nodes.values_mut().filter(|n| n.nlink > 0) {
             if let Body::File(f) = &mut n.body {
                 if f.is_dirty() {
                     f.commit(store, opts)?;
@@ -306,12 +520,7 @@ impl State {
         }
         let first = emitted.insert(ino);
         let n = self.node_mut(ino)?;
-        let mut e = match &n.body {
-            Body::Dir(d) => Dirent::dir(name, d.block.clone()),
-            Body::Symlink => Dirent::new(DirentKind::Symlink, name),
-            Body::File(f) => Dirent::file(name, f.base().clone()),
-        };
-        e.meta = n.meta.clone();
+        let mut e = n.plain_dirent(name);
         if nlink > 1 && !n.is_dir() {
             let u = *n.uuid.get_or_insert_with(Uuid::new_v4);
             if first {

@@ -282,6 +282,10 @@ fn namespace_operations() {
     fs.rename(e, b"d", ROOT_INO, b"empty", RenameMode::Replace)
         .unwrap();
     assert_eq!(fs.lookup(ROOT_INO, b"empty").unwrap().ino, d.ino);
+    // The replaced directory lives on, removed, until the kernel forgets it.
+    assert_eq!(fs.getattr(empty).unwrap().nlink, 0);
+    assert_eq!(errno(fs.mkdir(empty, b"x", 0o755, ME)), libc::ENOENT);
+    fs.forget(empty, 1);
     assert_eq!(errno(fs.getattr(empty)), libc::ENOENT);
     // A file over a dir and a dir over a file fail.
     new_file(&fs, ROOT_INO, "h", b"");
@@ -315,6 +319,10 @@ fn unlinked_open_file_stays_readable_until_release() {
     assert_eq!(read_file(&fs, f), b"still here");
     assert_eq!(fs.getattr(f).unwrap().nlink, 0);
     fs.release(fh).unwrap();
+    // The kernel still knows the inode (from `create`) until it forgets it.
+    assert_eq!(fs.getattr(f).unwrap().nlink, 0);
+    assert_eq!(errno(fs.link(f, ROOT_INO, b"again")), libc::ENOENT);
+    fs.forget(f, 1);
     assert_eq!(errno(fs.getattr(f)), libc::ENOENT);
     assert_eq!(errno(fs.release(fh)), libc::EBADF);
 }
@@ -624,4 +632,290 @@ fn one_shot_commit_matches_blockify() {
     .unwrap();
     assert_eq!(a, b);
     assert_eq!(r, whole);
+}
+
+#[test]
+fn sockets_are_special_nodes_that_round_trip() {
+    let (s, fs) = rw();
+    let sock = fs
+        .mknod(ROOT_INO, b"sock", libc::S_IFSOCK | 0o755, 0, ME)
+        .unwrap();
+    assert_eq!(
+        (sock.kind, sock.perm, sock.size),
+        (FileKind::Socket, 0o755, 0)
+    );
+    assert_eq!(fs.lookup(ROOT_INO, b"sock").unwrap().kind, FileKind::Socket);
+    assert_eq!(fs.readdir(ROOT_INO).unwrap()[2].kind, FileKind::Socket);
+    // Unknown file types are refused like mknod(2) does.
+    assert_eq!(
+        errno(fs.mknod(ROOT_INO, b"x", 0o170000 | 0o644, 0, ME)),
+        libc::EINVAL
+    );
+    let root = fs.sync().unwrap().unwrap();
+    let fs2 = Fs::new(s.clone(), &root, opts(FsMode::ReadWrite)).unwrap();
+    assert_eq!(
+        fs2.lookup(ROOT_INO, b"sock").unwrap().kind,
+        FileKind::Socket
+    );
+    // Restoring the tree makes a socket node again.
+    let out = tempfile::tempdir().unwrap();
+    crate::tree::restore(
+        s.as_ref(),
+        &root,
+        &out.path().join("r"),
+        &crate::tree::TreeOptions::default(),
+        &crate::tree::Progress::default(),
+    )
+    .unwrap();
+    use std::os::unix::fs::FileTypeExt;
+    let ft = std::fs::symlink_metadata(out.path().join("r/sock"))
+        .unwrap()
+        .file_type();
+    assert!(ft.is_socket());
+}
+
+/// A stored tree without hard links: d/x ("x data"), d/sub/y ("y data").
+fn plain_tree(s: &Arc<dyn Store>) -> Dirent {
+    let fs = Fs::empty(s.clone(), opts(FsMode::ReadWrite));
+    let d = fs.mkdir(ROOT_INO, b"d", 0o755, ME).unwrap().ino;
+    new_file(&fs, d, "x", b"x data");
+    let sub = fs.mkdir(d, b"sub", 0o755, ME).unwrap().ino;
+    new_file(&fs, sub, "y", b"y data");
+    fs.sync().unwrap().unwrap()
+}
+
+#[test]
+fn forget_unloads_clean_directories_and_keeps_inode_numbers() {
+    let s = store();
+    let fs = Fs::new(s.clone(), &plain_tree(&s), opts(FsMode::ReadWrite)).unwrap();
+    let d = fs.lookup(ROOT_INO, b"d").unwrap().ino;
+    let x = fs.lookup(d, b"x").unwrap().ino;
+    let sub = fs.lookup(d, b"sub").unwrap().ino;
+    let y = fs.lookup(sub, b"y").unwrap().ino;
+    assert_eq!(fs.inodes_in_memory(), 5);
+    // chmod: a change to keep, and a ctime that differs from the mtime.
+    let chmod = SetAttr {
+        mode: Some(0o600),
+        ..Default::default()
+    };
+    let ctime = fs.setattr(x, &chmod).unwrap().ctime;
+    fs.forget(y, 1);
+    fs.forget(sub, 1);
+    assert_eq!(fs.inodes_in_memory(), 4, "sub is unloaded");
+    fs.forget(x, 1);
+    fs.forget(d, 1);
+    assert_eq!(fs.inodes_in_memory(), 4, "d holds an unsaved chmod");
+    fs.sync().unwrap().unwrap();
+    assert_eq!(fs.inodes_in_memory(), 2, "after the sync, d is unloaded");
+    // Looking the entries up again gives the same numbers, meta and times.
+    assert_eq!(fs.lookup(ROOT_INO, b"d").unwrap().ino, d);
+    let xa = fs.lookup(d, b"x").unwrap();
+    assert_eq!((xa.ino, xa.perm, xa.ctime), (x, 0o600, ctime));
+    assert_eq!(fs.lookup(d, b"sub").unwrap().ino, sub);
+    assert_eq!(fs.lookup(sub, b"y").unwrap().ino, y);
+    assert_eq!(read_file(&fs, y), b"y data");
+    // A referenced or open entry keeps its directory loaded.
+    let fh = fs.open(y, false, false).unwrap();
+    for (ino, n) in [(y, 1), (sub, 1), (x, 1), (d, 1)] {
+        fs.forget(ino, n);
+    }
+    assert_eq!(fs.inodes_in_memory(), 5);
+    fs.release(fh).unwrap();
+    fs.sync().unwrap();
+    assert_eq!(fs.root().unwrap(), fs.root().unwrap());
+    assert_eq!(fs.inodes_in_memory(), 2);
+    // Unloading never changes the tree.
+    let fs2 = Fs::new(s.clone(), &fs.root().unwrap(), opts(FsMode::ReadWrite)).unwrap();
+    let d2 = fs2.lookup(ROOT_INO, b"d").unwrap().ino;
+    assert_eq!(fs2.lookup(d2, b"x").unwrap().perm, 0o600);
+}
+
+#[test]
+fn forget_keeps_hard_linked_trees_loaded() {
+    let s = store();
+    let fs = Fs::new(s.clone(), &stored_tree(&s), opts(FsMode::ReadWrite)).unwrap();
+    let d = fs.lookup(ROOT_INO, b"d").unwrap().ino;
+    let loaded = fs.inodes_in_memory();
+    fs.forget(d, 1);
+    fs.sync().unwrap();
+    assert_eq!(fs.inodes_in_memory(), loaded);
+    assert_eq!(fs.lookup(ROOT_INO, b"d").unwrap().ino, d);
+}
+
+#[test]
+fn removed_entries_live_until_unreferenced() {
+    let (_s, fs) = rw();
+    let d = fs.mkdir(ROOT_INO, b"d", 0o755, ME).unwrap().ino;
+    fs.rmdir(ROOT_INO, b"d").unwrap();
+    // Like a removed working directory: stat works, nothing can be added.
+    let a = fs.getattr(d).unwrap();
+    assert_eq!((a.kind, a.nlink), (FileKind::Dir, 0));
+    assert_eq!(errno(fs.create(d, b"f", 0o644, ME)), libc::ENOENT);
+    assert_eq!(errno(fs.symlink(d, b"l", b"t", ME)), libc::ENOENT);
+    let f = new_file(&fs, ROOT_INO, "f", b"x");
+    assert_eq!(
+        errno(fs.rename(ROOT_INO, b"f", d, b"f", RenameMode::Replace)),
+        libc::ENOENT
+    );
+    assert_eq!(errno(fs.link(f, d, b"f")), libc::ENOENT);
+    fs.forget(d, 1);
+    assert_eq!(errno(fs.getattr(d)), libc::ENOENT);
+    // A file keeps its inode while referenced, even with no links and no opens.
+    fs.lookup(ROOT_INO, b"f").unwrap();
+    fs.unlink(ROOT_INO, b"f").unwrap();
+    fs.forget(f, 1);
+    assert_eq!(fs.getattr(f).unwrap().nlink, 0);
+    fs.forget(f, 1);
+    assert_eq!(errno(fs.getattr(f)), libc::ENOENT);
+}
+
+/// A store that counts flushes.
+#[derive(Debug)]
+struct FlushCounter {
+    inner: MemoryStore,
+    flushes: std::sync::atomic::AtomicUsize,
+}
+
+impl Store for FlushCounter {
+    fn hash_alg(&self) -> HashAlg {
+        self.inner.hash_alg()
+    }
+    fn add_hashed(&self, hash: crate::hash::HashCode, data: &[u8]) -> crate::Result<bool> {
+        self.inner.add_hashed(hash, data)
+    }
+    fn get(&self, hash: &crate::hash::HashCode) -> crate::Result<Option<Vec<u8>>> {
+        self.inner.get(hash)
+    }
+    fn contains(&self, hash: &crate::hash::HashCode) -> crate::Result<bool> {
+        self.inner.contains(hash)
+    }
+    fn flush(&self) -> crate::Result<()> {
+        self.flushes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+    fn hashcodes(
+        &self,
+        start: Option<&crate::hash::HashCode>,
+        after: bool,
+        limit: usize,
+    ) -> crate::Result<Vec<crate::hash::HashCode>> {
+        self.inner.hashcodes(start, after, limit)
+    }
+    fn len(&self) -> crate::Result<u64> {
+        self.inner.len()
+    }
+}
+
+#[test]
+fn fsync_commits_the_file_and_flushes_the_store() {
+    let store = Arc::new(FlushCounter {
+        inner: MemoryStore::with_capacity(HashAlg::Blake3, 1 << 30),
+        flushes: Default::default(),
+    });
+    let flushes = || store.flushes.load(std::sync::atomic::Ordering::SeqCst);
+    let fs = Fs::empty(store.clone(), opts(FsMode::ReadWrite));
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let (a, fh) = fs.create(ROOT_INO, b"f", 0o644, ME).unwrap();
+    fs.write(a.ino, 0, &data).unwrap();
+    // flush (close) commits without flushing the store.
+    fs.flush(a.ino).unwrap();
+    assert_eq!(flushes(), 0);
+    fs.write(a.ino, 10, b"changed").unwrap();
+    fs.fsync(a.ino).unwrap();
+    assert_eq!(flushes(), 1);
+    // The committed content is in the store: readable through its reference.
+    let r = fs.getxattr(a.ino, XATTR_BLOCK).unwrap();
+    let r = BlockRef::parse(std::str::from_utf8(&r).unwrap()).unwrap();
+    let mut want = data.clone();
+    want[10..17].copy_from_slice(b"changed");
+    assert_eq!(read::read_all(&store.inner, &r).unwrap(), want);
+    fs.release(fh).unwrap();
+}
+
+/// The content reference of file `ino` (committing it first).
+fn content_ref(fs: &Fs, ino: Ino) -> BlockRef {
+    let r = fs.getxattr(ino, XATTR_BLOCK).unwrap();
+    BlockRef::parse(std::str::from_utf8(&r).unwrap()).unwrap()
+}
+
+fn one_shot(s: &Arc<dyn Store>, data: &[u8]) -> BlockRef {
+    blockify_bytes(data, &StoreSink(s.as_ref()), &FsOptions::default().blockify).unwrap()
+}
+
+#[test]
+fn holes_commit_without_chunking_and_match_one_shot_blockify() {
+    let (s, fs) = rw();
+    let f = new_file(&fs, ROOT_INO, "f", b"head");
+    let size = |n| SetAttr {
+        size: Some(n),
+        ..Default::default()
+    };
+    // Extending to 1 TiB commits in a few chunks' time: the hole is one RLE leaf.
+    fs.setattr(f, &size(1 << 40)).unwrap();
+    let r = content_ref(&fs, f);
+    assert_eq!(r.span(), 1 << 40);
+    // Data in the middle of the hole, and an append past it.
+    fs.write(f, 1 << 39, b"middle").unwrap();
+    fs.write(f, (1 << 40) + 5, b"tail").unwrap();
+    content_ref(&fs, f);
+    assert_eq!(fs.read(f, (1 << 39) - 2, 10).unwrap(), b"\0\0middle\0\0");
+    assert_eq!(fs.read(f, (1 << 40) + 3, 10).unwrap(), b"\0\0tail");
+    assert_eq!(fs.read(f, 0, 6).unwrap(), b"head\0\0");
+    // At a size that blockify can do in one go, the references are the same.
+    let mut model = vec![0u8; 40 << 20];
+    model[..4].copy_from_slice(b"head");
+    let g = new_file(&fs, ROOT_INO, "g", b"head");
+    fs.setattr(g, &size(model.len() as u64)).unwrap();
+    assert_eq!(content_ref(&fs, g), one_shot(&s, &model));
+    for (off, d) in [(10_000_000usize, &b"x"[..]), (3, b"y"), (39 << 20, b"zz")] {
+        fs.write(g, off as u64, d).unwrap();
+        model[off..off + d.len()].copy_from_slice(d);
+        assert_eq!(content_ref(&fs, g), one_shot(&s, &model));
+    }
+    fs.setattr(g, &size(50 << 20)).unwrap();
+    fs.write(g, 45 << 20, b"w").unwrap();
+    model.resize(50 << 20, 0);
+    model[45 << 20] = b'w';
+    assert_eq!(content_ref(&fs, g), one_shot(&s, &model));
+    assert_eq!(read_file(&fs, g), model);
+}
+
+fn sparse_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u64..6_000_000, proptest::collection::vec(any::<u8>(), 0..3_000)).prop_map(|(o, d)| Op::Write(o, d)),
+        1 => (0u64..6_000_000).prop_map(Op::Truncate),
+        2 => Just(Op::Commit),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    /// Sparse writes, truncates and commits give the content and the very
+    /// reference of a one-shot blockify of a `Vec` model.
+    #[test]
+    fn sparse_commits_match_one_shot_blockify(ops in proptest::collection::vec(sparse_op(), 1..10)) {
+        let (s, fs) = rw();
+        let f = new_file(&fs, ROOT_INO, "f", b"");
+        let mut model: Vec<u8> = Vec::new();
+        for o in ops {
+            match o {
+                Op::Write(off, d) => {
+                    fs.write(f, off, &d).unwrap();
+                    let end = off as usize + d.len();
+                    if !d.is_empty() && model.len() < end {
+                        model.resize(end, 0);
+                    }
+                    model[off as usize..end].copy_from_slice(&d);
+                }
+                Op::Truncate(n) => {
+                    fs.setattr(f, &SetAttr { size: Some(n), ..Default::default() }).unwrap();
+                    model.resize(n as usize, 0);
+                }
+                Op::Commit => prop_assert_eq!(content_ref(&fs, f), one_shot(&s, &model)),
+            }
+        }
+        prop_assert_eq!(content_ref(&fs, f), one_shot(&s, &model));
+        prop_assert_eq!(read_file(&fs, f), model);
+    }
 }

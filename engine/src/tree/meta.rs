@@ -6,7 +6,7 @@ use crate::transcribe::json::{JStr, Json};
 use std::fs::FileType;
 use std::os::unix::fs::FileTypeExt;
 
-/// Meta key naming a special file's type (`fifo`, `chr`, `blk`); such entries are
+/// Meta key naming a special file's type (`fifo`, `chr`, `blk`, `sock`); such entries are
 /// stored as empty files carrying this key, which cs.vt readers ignore.
 pub const K_FTYPE: &str = "ftype";
 /// Meta key holding a device's number.
@@ -21,10 +21,15 @@ pub enum SpecialKind {
     Char,
     /// A block device.
     Block,
+    /// A socket node, as made by `bind` on a mounted filesystem. Packing a
+    /// directory skips sockets (they mean nothing without the process that
+    /// listens), so only `engine::fs` creates these.
+    Socket,
 }
 
 impl SpecialKind {
-    /// The kind of `ft`, if it is a special file vt can record.
+    /// The kind of `ft`, if it is a special file vt records when packing
+    /// (sockets are not).
     pub fn of(ft: &FileType) -> Option<Self> {
         if ft.is_fifo() {
             Some(SpecialKind::Fifo)
@@ -37,11 +42,13 @@ impl SpecialKind {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// The name stored under [`K_FTYPE`].
+    pub fn name(self) -> &'static str {
         match self {
             SpecialKind::Fifo => "fifo",
             SpecialKind::Char => "chr",
             SpecialKind::Block => "blk",
+            SpecialKind::Socket => "sock",
         }
     }
 }
@@ -66,7 +73,7 @@ pub fn special_meta(os: &OsMeta, kind: SpecialKind, rdev: u64) -> Meta {
     let mut m = dirent_meta(os);
     m.other
         .insert(K_FTYPE.into(), Json::Str(JStr::from_text(kind.name())));
-    if kind != SpecialKind::Fifo {
+    if matches!(kind, SpecialKind::Char | SpecialKind::Block) {
         m.other.insert(K_RDEV.into(), Json::Num(rdev.to_string()));
     }
     m
@@ -79,6 +86,7 @@ pub fn special_of(m: &Meta) -> Option<(SpecialKind, u64)> {
             "fifo" => SpecialKind::Fifo,
             "chr" => SpecialKind::Char,
             "blk" => SpecialKind::Block,
+            "sock" => SpecialKind::Socket,
             _ => return None,
         },
         _ => return None,

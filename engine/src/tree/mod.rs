@@ -4,7 +4,7 @@ mod meta;
 mod pack;
 mod restore;
 
-pub use meta::{dirent_meta, os_meta, special_of, SpecialKind};
+pub use meta::{dirent_meta, os_meta, special_of, SpecialKind, K_FTYPE, K_RDEV};
 pub use pack::pack;
 pub use restore::{read_dir_entries, restore};
 

@@ -195,6 +195,7 @@ fn make_special(
         SpecialKind::Fifo => SFlag::S_IFIFO,
         SpecialKind::Char => SFlag::S_IFCHR,
         SpecialKind::Block => SFlag::S_IFBLK,
+        SpecialKind::Socket => SFlag::S_IFSOCK,
     };
     let mode = Mode::from_bits_truncate(meta.mode & 0o777);
     mknod(path, sflag, mode, rdev as nix::libc::dev_t)
