@@ -323,7 +323,7 @@ def build_datasets(args, cache: Path, runner: Runner) -> list[datasets.Dataset]:
         ds = datasets.fetch_kernel_headers(cache, kh, args.offline, runner.log)
         if ds:
             out.append(ds)
-    if synth or args.synthetic:
+    if (synth or args.synthetic) and not args.no_synthetic:
         nv, nbytes = synth or (3, 64 << 20)
         spec = datasets.SynthSpec(seed=args.seed, versions=nv, bytes_per_version=nbytes)
         if args.mode == "smoke":
@@ -357,6 +357,8 @@ def parse_args(argv):
                     "overrides the mode's count)")
     ap.add_argument("--single-mib", type=int, help="size of the single file in MiB")
     ap.add_argument("--no-single", action="store_true", help="skip the single-file case")
+    ap.add_argument("--no-synthetic", action="store_true",
+                    help="skip the synthetic dataset (e.g. --full on kernel headers only)")
     ap.add_argument("--no-install", action="store_true", help="never run apt-get install")
     ap.add_argument("--offline", action="store_true", help="use only cached datasets")
     ap.add_argument("-v", "--verbose", action="store_true", help="echo the log to stderr")

@@ -1094,6 +1094,26 @@ fn legacy_hash_alg(fs: &dyn Fs, path: &Path) -> Option<HashAlg> {
     })
 }
 
+impl Drop for DataDir {
+    /// A writer gives back the index file's free pages when they are most of it (see
+    /// [`Index::compact_if_sparse`]); best effort: a failure leaves a valid, larger file.
+    fn drop(&mut self) {
+        if self.writer.is_none() {
+            return;
+        }
+        let index_path = self.path.join(INDEX_FILE);
+        let Ok(len) = self
+            .opts
+            .fs
+            .open(&index_path, OpenMode::Read)
+            .and_then(|f| f.len())
+        else {
+            return;
+        };
+        let _ = self.index.compact_if_sparse(len);
+    }
+}
+
 impl Store for DataDir {
     fn hash_alg(&self) -> HashAlg {
         self.hash_alg
