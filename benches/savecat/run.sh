@@ -2,23 +2,28 @@
 # Same-run comparison of `vt save` / `vt cat` of one big incompressible file against
 # their hardware peers, `b3sum --num-threads 2` (hashing) and `cat FILE > /dev/null`.
 #
-#   benches/savecat/run.sh [-n ROUNDS] [-s MIB] [-d DIR] VT [VT...]
+#   benches/savecat/run.sh [-n ROUNDS] [-s MIB] [-d DIR] [-f FILE] VT [VT...]
 #
+# -f measures an existing FILE (read only) instead of making a random one in DIR.
 # Each round runs every tool once, interleaved, on a warm page cache; the table gives
 # medians of wall, user and sys seconds (GNU time), and each vt's ratio to its peer
 # in throughput terms (peer wall / vt wall). Several VT binaries (e.g. before/after)
 # are measured in the same rounds. Needs b3sum and /usr/bin/time.
 set -euo pipefail
-rounds=5 mib=1024 dir=${TMPDIR:-/tmp}/vt-savecat
-while getopts "n:s:d:" o; do
-  case $o in n) rounds=$OPTARG ;; s) mib=$OPTARG ;; d) dir=$OPTARG ;; *) exit 2 ;; esac
+rounds=5 mib=1024 dir=${TMPDIR:-/tmp}/vt-savecat file=
+while getopts "n:s:d:f:" o; do
+  case $o in n) rounds=$OPTARG ;; s) mib=$OPTARG ;; d) dir=$OPTARG ;; f) file=$OPTARG ;; *) exit 2 ;; esac
 done
 shift $((OPTIND - 1))
-[ $# -ge 1 ] || { sed -n 2,12p "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n 2,13p "$0"; exit 2; }
 mkdir -p "$dir"
-file=$dir/input
-if [ "$(stat -c %s "$file" 2>/dev/null || echo 0)" != $((mib << 20)) ]; then
-  head -c $((mib << 20)) /dev/urandom >"$file"
+if [ -n "$file" ]; then
+  mib=$(($(stat -L -c %s "$file") >> 20))
+else
+  file=$dir/input
+  if [ "$(stat -c %s "$file" 2>/dev/null || echo 0)" != $((mib << 20)) ]; then
+    head -c $((mib << 20)) /dev/urandom >"$file"
+  fi
 fi
 log=$dir/times
 : >"$log"

@@ -536,6 +536,33 @@ impl Index {
         Ok(None)
     }
 
+    /// The locations of `keys` (`None` for those not indexed), looked up in one snapshot.
+    pub fn get_many(&self, keys: &[IndexKey]) -> Result<Vec<Option<Location>>> {
+        let snap = self.snapshot()?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let found = match self.may_contain(key) {
+                true => Self::get_in(&snap, key)?,
+                false => None,
+            };
+            // A follower's miss re-checks a fresh snapshot, as `get` does.
+            out.push(match found {
+                None if !self.cache_snapshots => self.get(key)?,
+                found => found,
+            });
+        }
+        Ok(out)
+    }
+
+    fn get_in(snap: &Snapshot, key: &IndexKey) -> Result<Option<Location>> {
+        for t in &snap.tables {
+            if let Some(v) = t.get(key)? {
+                return Ok(Some(Location::decode(&v.value())));
+            }
+        }
+        Ok(None)
+    }
+
     /// Up to `limit` keys in order from `start` (exclusive when `after`).
     pub fn keys_from(
         &self,

@@ -488,6 +488,21 @@ impl DataDir {
         self.index.get(key)
     }
 
+    /// [`lookup`](Self::lookup) of many keys, in one index snapshot.
+    pub(crate) fn lookup_many(&self, keys: &[IndexKey]) -> Result<Vec<Option<Location>>> {
+        let p = self.pending.read();
+        if p.blocks.is_empty() {
+            drop(p);
+            return self.index.get_many(keys);
+        }
+        keys.iter()
+            .map(|k| match p.blocks.get(k) {
+                Some(loc) => Ok(Some(*loc)),
+                None => self.index.get(k),
+            })
+            .collect()
+    }
+
     pub(crate) fn present(&self, key: &IndexKey) -> Result<bool> {
         if !self.index.may_contain(key) {
             return Ok(false);
@@ -1185,6 +1200,15 @@ impl Store for DataDir {
             ));
         }
         Ok(Some(n))
+    }
+
+    fn get_many_into(
+        &self,
+        hashes: &[HashCode],
+        buf: &mut Vec<u8>,
+        ranges: &mut Vec<std::ops::Range<usize>>,
+    ) -> Result<()> {
+        self.read_many(hashes, buf, ranges)
     }
 
     fn contains(&self, hash: &HashCode) -> Result<bool> {
