@@ -4,8 +4,8 @@
 //! - `pjdfstest` (POSIX semantics: errno values, permissions as root and as
 //!   other users, times, links, renames); the test asserts a pass-count floor
 //!   and no failures.
-//! - `fsx` (random reads, writes, mmap, truncates, checked against a model of
-//!   the file's content).
+//! - `fsx` (random reads, writes, mmap, truncates, fsyncs, closes and
+//!   reopens, checked against a model of the file's content).
 //!
 //! Both come from crates.io at the versions below; `.ci/run` installs them and
 //! adds the `tests` user that pjdfstest switches to. A missing tool fails the
@@ -28,8 +28,29 @@ const FSX: (&str, &str) = ("fsx", "0.3.2");
 const PJDFSTEST_PASS_FLOOR: u64 = 384;
 
 /// fsx operations per run. 100,000 operations also pass (see docs/fuse.md) but
-/// take minutes through FUSE on a 2-core machine.
-const FSX_OPS: u64 = 20_000;
+/// take several minutes through FUSE on a 2-core machine.
+const FSX_OPS: u64 = 10_000;
+
+/// fsx settings: beyond its defaults (pread/pwrite, mmap reads and writes,
+/// truncates), files up to 4 MiB (several chunks) and the operations that make
+/// the mount commit and re-read content: close and reopen, fsync, fdatasync,
+/// plus msync invalidation, sendfile, copy_file_range, fadvise and fallocate.
+const FSX_CONFIG: &str = "flen = 4194304
+[weights]
+close_open = 2
+read = 10
+write = 10
+mapread = 10
+mapwrite = 10
+invalidate = 1
+truncate = 2
+fsync = 2
+fdatasync = 1
+sendfile = 1
+copy_file_range = 1
+posix_fadvise = 1
+posix_fallocate = 1
+";
 
 /// Finds `tool` on PATH or in cargo's bin directory and checks its version.
 fn tool((name, version): (&str, &str)) -> PathBuf {
@@ -224,7 +245,11 @@ fn fsx_finds_no_corruption() {
     let m = Mount::start();
     let artifacts = m.tmp.path().join("fsx");
     fs::create_dir(&artifacts).unwrap();
+    let config = m.tmp.path().join("fsx.toml");
+    fs::write(&config, FSX_CONFIG).unwrap();
     let out = Command::new(bin)
+        .arg("-f")
+        .arg(&config)
         .arg("-N")
         .arg(FSX_OPS.to_string())
         .arg("-S")

@@ -12,6 +12,12 @@
 //! cuts at a fixed length; those whole chunks are pushed as one RLE leaf, as
 //! the tree builder would merge them. Extending a file to a terabyte costs
 //! no more than a few chunks.
+//!
+//! When a commit only overwrote bytes (the size is unchanged), chunking stops
+//! at the first cut after the last modified page that is also a leaf boundary
+//! of the stored content: from there on, the stored leaves are what chunking
+//! would give again, and they are reused. Rewriting a few pages of a large
+//! file costs a few chunks, not the rest of the file.
 
 use crate::block::BlockRef;
 use crate::blockify::{leaf_ref, BlockifyOptions, TreeBuilder};
@@ -203,11 +209,19 @@ impl FileBuf {
         // `buf` holds the bytes not yet in a leaf; the chunker has seen `buf[..scanned]`.
         let mut buf: Vec<u8> = Vec::new();
         let mut scanned = 0;
+        // Past this, the stored leaves can be reused (None: no reuse).
+        let reuse_from = self.reuse_from(opts.chunker);
+        let old = self.base.clone();
         // At a chunk boundary (the chunker is fresh): skip whole zero chunks.
         let mut pos = self.skip_zeros(store, kept, zero_chunk, &mut tree)?;
-        const STEP: u64 = 4 << 20;
+        // Read ahead of the chunker in large steps, but not much past where
+        // stored leaves may be reused.
+        let step = match reuse_from {
+            Some(_) => (opts.chunker.max_chunk() as u64).max(PAGE),
+            None => 4 << 20,
+        };
         'fill: loop {
-            let n = STEP.min(self.size - pos);
+            let n = step.min(self.size - pos);
             buf.extend(self.read(store, pos, n)?);
             pos += n;
             let mut start = 0;
@@ -221,8 +235,16 @@ impl FileBuf {
                             let zero = matches!(leaf, BlockRef::Rle { octet: 0, .. });
                             tree.push(leaf)?;
                             start = scanned;
-                            // A zero chunk may start a hole worth skipping.
                             let at = pos - (buf.len() - scanned) as u64;
+                            if reuse_from.is_some_and(|r| at >= r && at < self.size)
+                                && leaf_starts_at(store, &old, at, 0)?
+                            {
+                                push_leaves_from(store, &old, at, &mut tree, 0)?;
+                                let top = tree.finish()?;
+                                *self = FileBuf::new(top.clone());
+                                return Ok(top);
+                            }
+                            // A zero chunk may start a hole worth skipping.
                             if zero && at < self.size {
                                 let next = self.skip_zeros(store, at, zero_chunk, &mut tree)?;
                                 if next > at {
@@ -252,6 +274,17 @@ impl FileBuf {
         let top = tree.finish()?;
         *self = FileBuf::new(top.clone());
         Ok(top)
+    }
+
+    /// Where stored leaves may be reused: after the last modified page, when
+    /// the size and the visible stored content are unchanged.
+    fn reuse_from(&self, kind: ChunkerKind) -> Option<u64> {
+        let unchanged_size = self.size == self.base_len && self.base_len == self.base.span();
+        if kind.is_csvt() || !unchanged_size {
+            return None;
+        }
+        let last = self.pages.keys().next_back()?;
+        Some((last + 1) * PAGE)
     }
 
     /// At a chunk boundary `at`, pushes the whole zero chunks that start there
@@ -290,12 +323,65 @@ fn zero_chunk_len(kind: ChunkerKind) -> Option<u64> {
     (len > crate::blockify::LITERAL_MAX).then_some(len as u64)
 }
 
+/// True when a leaf of `r` starts at `off`.
+fn leaf_starts_at(store: &dyn Store, r: &BlockRef, off: u64, depth: u32) -> Result<bool> {
+    if off == 0 {
+        return Ok(true);
+    }
+    let BlockRef::Indirect { hash, span } = r else {
+        return Ok(false);
+    };
+    if depth >= MAX_DEPTH {
+        return Ok(false);
+    }
+    let mut off = off;
+    for c in read::fetch_children(store, hash, *span)? {
+        if off < c.span() {
+            return leaf_starts_at(store, &c, off, depth + 1);
+        }
+        off -= c.span();
+    }
+    Ok(false)
+}
+
+/// Pushes the leaves of `r` from offset `off`, where a leaf starts.
+fn push_leaves_from(
+    store: &dyn Store,
+    r: &BlockRef,
+    off: u64,
+    tree: &mut TreeBuilder<'_>,
+    depth: u32,
+) -> Result<()> {
+    if off >= r.span() {
+        return Ok(());
+    }
+    let BlockRef::Indirect { hash, span } = r else {
+        return tree.push(r.clone());
+    };
+    if depth >= MAX_DEPTH {
+        return Err(crate::Error::bad(format!("{hash}: block tree too deep")));
+    }
+    let mut off = off;
+    for c in read::fetch_children(store, hash, *span)? {
+        if off >= c.span() {
+            off -= c.span();
+            continue;
+        }
+        push_leaves_from(store, &c, off, tree, depth + 1)?;
+        off = 0;
+    }
+    Ok(())
+}
+
+/// Deepest block tree walked (real trees are a few levels deep).
+const MAX_DEPTH: u32 = 64;
+
 /// How many bytes from `off` lie in the zero RLE leaf of `r` holding `off`
 /// (0 when that leaf is anything else).
 fn zero_run_in(store: &dyn Store, r: &BlockRef, off: u64, depth: u32) -> Result<u64> {
     match r {
         BlockRef::Rle { span, octet: 0 } => Ok(span.saturating_sub(off)),
-        BlockRef::Indirect { hash, span } if depth < 64 => {
+        BlockRef::Indirect { hash, span } if depth < MAX_DEPTH => {
             let mut off = off;
             for c in read::fetch_children(store, hash, *span)? {
                 if off < c.span() {

@@ -769,11 +769,12 @@ fn removed_entries_live_until_unreferenced() {
     assert_eq!(errno(fs.getattr(f)), libc::ENOENT);
 }
 
-/// A store that counts flushes.
+/// A store that counts flushes and reads.
 #[derive(Debug)]
 struct FlushCounter {
     inner: MemoryStore,
     flushes: std::sync::atomic::AtomicUsize,
+    gets: std::sync::atomic::AtomicUsize,
 }
 
 impl Store for FlushCounter {
@@ -784,6 +785,7 @@ impl Store for FlushCounter {
         self.inner.add_hashed(hash, data)
     }
     fn get(&self, hash: &crate::hash::HashCode) -> crate::Result<Option<Vec<u8>>> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.get(hash)
     }
     fn contains(&self, hash: &crate::hash::HashCode) -> crate::Result<bool> {
@@ -812,6 +814,7 @@ fn fsync_commits_the_file_and_flushes_the_store() {
     let store = Arc::new(FlushCounter {
         inner: MemoryStore::with_capacity(HashAlg::Blake3, 1 << 30),
         flushes: Default::default(),
+        gets: Default::default(),
     });
     let flushes = || store.flushes.load(std::sync::atomic::Ordering::SeqCst);
     let fs = Fs::empty(store.clone(), opts(FsMode::ReadWrite));
@@ -917,5 +920,52 @@ proptest! {
         }
         prop_assert_eq!(content_ref(&fs, f), one_shot(&s, &model));
         prop_assert_eq!(read_file(&fs, f), model);
+    }
+}
+
+#[test]
+fn overwrites_reuse_the_stored_leaves_after_the_change() {
+    let store = Arc::new(FlushCounter {
+        inner: MemoryStore::with_capacity(HashAlg::Blake3, 1 << 30),
+        flushes: Default::default(),
+        gets: Default::default(),
+    });
+    let s: Arc<dyn Store> = store.clone();
+    let model: Vec<u8> = (0..16_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let root = {
+        let fs = Fs::empty(s.clone(), opts(FsMode::ReadWrite));
+        new_file(&fs, ROOT_INO, "f", &model);
+        fs.sync().unwrap().unwrap()
+    };
+    for (off, len) in [(5_000_000usize, 10usize), (100, 70_000), (15_999_990, 10)] {
+        // A fresh filesystem: its block cache is empty, so reads reach the store.
+        let fs = Fs::new(s.clone(), &root, opts(FsMode::ReadWrite)).unwrap();
+        let f = fs.lookup(ROOT_INO, b"f").unwrap().ino;
+        let before = store.gets.load(std::sync::atomic::Ordering::SeqCst);
+        let fh = fs.open(f, true, false).unwrap();
+        let patch: Vec<u8> = (0..len).map(|i| i as u8 ^ 0x5a).collect();
+        fs.write(f, off as u64, &patch).unwrap();
+        fs.release(fh).unwrap();
+        let reads = store.gets.load(std::sync::atomic::Ordering::SeqCst) - before;
+        let mut want = model.clone();
+        want[off..off + len].copy_from_slice(&patch);
+        assert!(
+            read_file(&fs, f) == want,
+            "content after an overwrite at {off}"
+        );
+        assert_eq!(
+            content_ref(&fs, f),
+            one_shot(&s, &want),
+            "overwrite at {off}"
+        );
+        // Chunking to the end would read about 16 MB / 64 KiB = 244 leaves from
+        // the middle on; reuse reads the leaves around the change and the path
+        // of indirect blocks to them.
+        assert!(
+            reads < 40,
+            "{reads} blocks read for a {len}-byte overwrite at {off}"
+        );
     }
 }
