@@ -97,21 +97,34 @@ pub fn leaf_ref(
     alg: HashAlg,
     sink: &dyn BlockSink,
 ) -> Result<BlockRef> {
+    let leaf = leaf_plan(chunk, kind, alg);
+    store_leaf(&leaf, chunk, sink)?;
+    Ok(leaf)
+}
+
+/// The leaf reference for one chunk, without storing anything.
+fn leaf_plan(chunk: &[u8], kind: ChunkerKind, alg: HashAlg) -> BlockRef {
     if chunk.len() <= LITERAL_MAX {
-        return Ok(BlockRef::literal(chunk));
+        return BlockRef::literal(chunk);
     }
     if !kind.is_csvt() && is_one_octet(chunk) {
-        return Ok(BlockRef::Rle {
+        return BlockRef::Rle {
             span: chunk.len() as u64,
             octet: chunk[0],
-        });
+        };
     }
-    let hash = alg.hash(chunk);
-    sink.put(hash, chunk)?;
-    Ok(BlockRef::Hash {
-        hash,
+    BlockRef::Hash {
+        hash: alg.hash(chunk),
         span: chunk.len() as u64,
-    })
+    }
+}
+
+/// Stores `chunk` through `sink` when its leaf reference is a hash.
+fn store_leaf(leaf: &BlockRef, chunk: &[u8], sink: &dyn BlockSink) -> Result<()> {
+    match leaf {
+        BlockRef::Hash { hash, .. } => sink.put(*hash, chunk),
+        _ => Ok(()),
+    }
 }
 
 /// True when every byte of the non-empty `data` equals the first.
@@ -281,6 +294,7 @@ pub fn blockify_bytes(
                 data: BatchData::Borrowed(&data[start..last]),
                 start: 0,
                 ends,
+                known: Vec::new(),
             };
             if tx.send(Work::Leaves(batch)).is_err() {
                 return Ok(());
@@ -486,6 +500,9 @@ struct Batch<'a> {
     start: usize,
     /// End offset of each chunk within `data`, in order.
     ends: Vec<usize>,
+    /// Leaf references already computed for the chunks of `ends` (missing or `None`:
+    /// to compute).
+    known: Vec<Option<BlockRef>>,
 }
 
 /// What the workers are given: leaves to hash and store, or a read buffer to scan for
@@ -496,8 +513,9 @@ enum Work<'a> {
 }
 
 /// A scanned read buffer: its sequence number, the cuts found (offsets in it, in
-/// order) and the chunker's state after its last byte.
-type Scanned = (u64, Vec<usize>, StreamChunker);
+/// order), the leaf reference of the chunk ending at each cut (as if the buffer began
+/// a chunk), and the chunker's state after its last byte.
+type Scanned = (u64, Vec<usize>, Vec<BlockRef>, StreamChunker);
 
 type Leaves = (u64, Result<Vec<BlockRef>>);
 
@@ -541,9 +559,9 @@ fn worker(
         let sent = match work {
             Work::Scan(seq, buf, len) => {
                 let mut chunker = opts.chunker.chunker();
-                let cuts = scan_all(&mut chunker, &buf[..len]);
+                let (cuts, leaves) = scan_and_hash(&mut chunker, &buf[..len], opts);
                 drop(buf);
-                scanned.send((seq, cuts, chunker)).is_ok()
+                scanned.send((seq, cuts, leaves, chunker)).is_ok()
             }
             Work::Leaves(batch) => tx
                 .send((batch.seq, batch_leaves(&batch, sink, opts)))
@@ -567,35 +585,63 @@ fn batch_leaves(
         leaves.push(leaf_ref(&batch.head, opts.chunker, opts.hash_alg, sink)?);
     }
     let mut start = batch.start;
-    for &end in &batch.ends {
-        leaves.push(leaf_ref(
-            &data[start..end],
-            opts.chunker,
-            opts.hash_alg,
-            sink,
-        )?);
+    for (i, &end) in batch.ends.iter().enumerate() {
+        let chunk = &data[start..end];
+        leaves.push(match batch.known.get(i) {
+            Some(Some(leaf)) => {
+                store_leaf(leaf, chunk, sink)?;
+                leaf.clone()
+            }
+            _ => leaf_ref(chunk, opts.chunker, opts.hash_alg, sink)?,
+        });
         start = end;
     }
     Ok(leaves)
 }
 
 /// Every cut `chunker` finds in `data` (offsets in it, in order; a cut may fall at
-/// `data.len()`), leaving it in its state after the last byte.
-fn scan_all(chunker: &mut StreamChunker, data: &[u8]) -> Vec<usize> {
-    let mut cuts = Vec::new();
+/// `data.len()`), leaving it in its state after the last byte, and the leaf reference
+/// of the chunk ending at each cut, computed while the chunk is still in the cache.
+fn scan_and_hash(
+    chunker: &mut StreamChunker,
+    data: &[u8],
+    opts: &BlockifyOptions,
+) -> (Vec<usize>, Vec<BlockRef>) {
+    let (mut cuts, mut leaves) = (Vec::new(), Vec::new());
     let mut pos = 0;
     while pos < data.len() {
-        match chunker.next_cut(&data[pos..]) {
-            Some(k) => {
-                pos += k;
-                if cuts.last() != Some(&pos) {
-                    cuts.push(pos);
-                }
-            }
-            None => break,
+        let Some(k) = chunker.next_cut(&data[pos..]) else {
+            break;
+        };
+        let start = pos;
+        pos += k;
+        if pos > start {
+            leaves.push(leaf_plan(&data[start..pos], opts.chunker, opts.hash_alg));
+            cuts.push(pos);
         }
     }
-    cuts
+    (cuts, leaves)
+}
+
+/// For each chunk `[previous end or start, end)` of `ends`, the scan's leaf reference
+/// when the scan found exactly that chunk.
+fn known_leaves(
+    start: usize,
+    ends: &[usize],
+    cuts: &[usize],
+    leaves: &[BlockRef],
+) -> Vec<Option<BlockRef>> {
+    let mut from = start;
+    ends.iter()
+        .map(|&end| {
+            let chunk_start = std::mem::replace(&mut from, end);
+            let i = cuts.binary_search(&end).ok()?;
+            let scan_start = if i == 0 { 0 } else { cuts[i - 1] };
+            (chunk_start == scan_start)
+                .then(|| leaves.get(i).cloned())
+                .flatten()
+        })
+        .collect()
 }
 
 /// Bytes read per buffer by the parallel reader.
@@ -678,23 +724,23 @@ impl<R: Read> ParallelReader<R> {
             let Some((seq, buf, len)) = queued.pop_front() else {
                 break;
             };
-            let (cuts, end_state) = loop {
+            let (cuts, leaves, end_state) = loop {
                 if let Some(r) = results.remove(&seq) {
                     break r;
                 }
                 match scanned.recv() {
-                    Ok((s, cuts, st)) => results.insert(s, (cuts, st)),
+                    Ok((s, cuts, leaves, st)) => results.insert(s, (cuts, leaves, st)),
                     // The workers stopped: the assembler reports why.
                     Err(_) => return Ok(()),
                 };
             };
-            if !self.stitch(&buf, len, &cuts, end_state, tx) {
+            if !self.stitch(&buf, len, (&cuts, &leaves), end_state, tx) {
                 return Ok(());
             }
         }
         if !self.carry.is_empty() {
             let head = std::mem::take(&mut self.carry);
-            let _ = self.send(tx, head, None, 0, Vec::new());
+            let _ = self.send(tx, head, None, 0, Vec::new(), Vec::new());
         }
         Ok(())
     }
@@ -721,7 +767,7 @@ impl<R: Read> ParallelReader<R> {
         &mut self,
         buf: &Arc<ReadBuf>,
         len: usize,
-        cuts: &[usize],
+        (cuts, leaves): (&[usize], &[BlockRef]),
         end_state: StreamChunker,
         tx: &Sender<Work<'_>>,
     ) -> bool {
@@ -769,7 +815,8 @@ impl<R: Read> ParallelReader<R> {
         };
         let last = truth.last().copied().unwrap_or(0);
         self.carry.extend_from_slice(&data[last..]);
-        self.send(tx, head, Some(buf.clone()), start, ends)
+        let known = known_leaves(start, &ends, cuts, leaves);
+        self.send(tx, head, Some(buf.clone()), start, ends, known)
     }
 
     /// Sends a batch; false when the workers have stopped.
@@ -780,15 +827,16 @@ impl<R: Read> ParallelReader<R> {
         data: Option<Arc<ReadBuf>>,
         start: usize,
         ends: Vec<usize>,
+        known: Vec<Option<BlockRef>>,
     ) -> bool {
         let data = BatchData::Shared(data.unwrap_or_default());
-        let ends = ends.into_iter().filter(|&e| e > 0).collect::<Vec<_>>();
         let batch = Batch {
             seq: self.seq,
             head,
             data,
             start,
             ends,
+            known,
         };
         self.seq += 1;
         tx.send(Work::Leaves(batch)).is_ok()
