@@ -8,7 +8,10 @@
 # Each round runs every tool once, interleaved, on a warm page cache; the table gives
 # medians of wall, user and sys seconds (GNU time), and each vt's ratio to its peer
 # in throughput terms (peer wall / vt wall). Several VT binaries (e.g. before/after)
-# are measured in the same rounds. Needs b3sum and /usr/bin/time.
+# are measured in the same rounds, in reversed order every other round (the first
+# save after a peer runs against a fuller page cache). A third peer, `dd ... conv=fdatasync`,
+# copies FILE into DIR and syncs it: the disk's floor for any durable save of FILE.
+# Needs b3sum and /usr/bin/time.
 set -euo pipefail
 rounds=5 mib=1024 dir=${TMPDIR:-/tmp}/vt-savecat file=
 while getopts "n:s:d:f:" o; do
@@ -35,9 +38,14 @@ for r in $(seq "$rounds"); do
   cat "$file" >/dev/null
   t b3sum b3sum --num-threads 2 "$file" >/dev/null
   t cat cat "$file" >/dev/null
-  i=0
-  for vt in "$@"; do
-    i=$((i + 1))
+  rm -f "$dir/ddcopy"
+  sync
+  t ddsync dd if="$file" of="$dir/ddcopy" bs=4M conv=fdatasync status=none
+  rm -f "$dir/ddcopy"
+  order=$(seq $#)
+  if [ $((r % 2)) = 0 ]; then order=$(seq $# -1 1); fi
+  for i in $order; do
+    vt=${!i}
     st=$dir/store$i
     rm -rf "$st"
     "$vt" -S "$st" init >/dev/null
@@ -63,7 +71,11 @@ def row(name, key, peer=None):
     print(f"| {name} | {len(rows[key])} | {w:.2f} | {u:.2f} | {s:.2f} | {mib / w:.0f} | {ratio} |")
 row("b3sum --num-threads 2", "b3sum")
 row("cat > /dev/null", "cat")
+row("dd conv=fdatasync (disk floor)", "ddsync")
 for i, vt in enumerate(vts, 1):
     row(f"vt save ({vt})", f"save{i}", "b3sum")
     row(f"vt cat ({vt})", f"vtcat{i}", "cat")
+print()
+for i, vt in enumerate(vts, 1):
+    print(f"- vt save ({vt}) / disk floor: dd wall / save wall = {med['ddsync'][0] / med[f'save{i}'][0]:.2f}")
 PY

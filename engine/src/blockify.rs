@@ -10,10 +10,9 @@
 //! [`MAX_INDIRECT_LEN`] bytes; a group of one reference is passed up unwrapped; this
 //! repeats level by level until one reference remains. No data → [`BlockRef::empty`].
 //!
-//! Large inputs run as a pipeline: a reader thread, `threads` workers that find chunk
-//! boundaries in read buffers (in parallel, see [`ParallelReader`]), hash leaves and
-//! call the sink (which may compress, so it runs in parallel), and the calling thread
-//! reassembling leaves in order and building the tree.
+//! Large inputs run as a pipeline: a reader/chunker thread, `threads` workers that
+//! hash leaves and call the sink (which may compress, so it runs in parallel), and
+//! the calling thread reassembling leaves in order and building the tree.
 
 use crate::block::BlockRef;
 use crate::chunk::{ChunkerKind, StreamChunker};
@@ -21,9 +20,9 @@ use crate::error::{Error, IoContext, Result};
 use crate::hash::{HashAlg, HashCode};
 use crate::store::Store;
 use crossbeam_channel::{bounded, Receiver, Sender};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::sync::Arc;
 
 /// Largest encoded size of an indirect block's children.
 pub const MAX_INDIRECT_LEN: usize = 16383;
@@ -277,12 +276,10 @@ pub fn blockify_bytes(
             let ends = ends.iter().map(|e| e - start).collect();
             let batch = Batch {
                 seq,
-                head: Vec::new(),
-                data: BatchData::Borrowed(&data[start..last]),
-                start: 0,
+                data: Cow::Borrowed(&data[start..last]),
                 ends,
             };
-            if tx.send(Work::Leaves(batch)).is_err() {
+            if tx.send(batch).is_err() {
                 return Ok(());
             }
             seq += 1;
@@ -308,20 +305,42 @@ pub fn blockify_reader<R: Read + Send>(
         }
         return blockify_reader_sequential(r, first, sink, opts);
     }
-    blockify_parallel(r, first, sink, opts, READ_LEN)
-}
-
-/// The pipeline of [`blockify_reader`] with read buffers of `read_len` bytes, `first`
-/// holding the input's first bytes.
-fn blockify_parallel<R: Read + Send>(
-    r: R,
-    first: Vec<u8>,
-    sink: &dyn BlockSink,
-    opts: &BlockifyOptions,
-    read_len: usize,
-) -> Result<BlockRef> {
-    run_pipeline(sink, opts, move |tx, scanned| {
-        ParallelReader::new(r, opts.chunker, read_len).run(first, tx, scanned)
+    let mut chunker = opts.chunker.chunker();
+    run_pipeline(sink, opts, move |tx, spare| {
+        let mut buf = first;
+        let mut held = buf.len();
+        let mut scanned = 0;
+        let mut seq = 0;
+        let mut eof = false;
+        loop {
+            let (ends, next_scan) = scan_cuts(&mut chunker, &buf[..held], scanned, held, eof);
+            let last = ends.last().copied().unwrap_or(0);
+            // Workers hand their buffers back: reusing them skips allocating and zeroing.
+            let mut next = spare.try_recv().unwrap_or_default();
+            let tail = held - last;
+            if next.len() < tail {
+                next.resize(tail, 0);
+            }
+            next[..tail].copy_from_slice(&buf[last..held]);
+            scanned = next_scan - last;
+            if !ends.is_empty() {
+                let batch = Batch {
+                    seq,
+                    data: Cow::Owned(buf),
+                    ends,
+                };
+                if tx.send(batch).is_err() {
+                    return Ok(());
+                }
+                seq += 1;
+            }
+            if eof {
+                return Ok(());
+            }
+            buf = next;
+            held = tail;
+            eof = fill(&mut r, &mut buf, &mut held, refill_target(scanned))?;
+        }
     })
 }
 
@@ -427,99 +446,34 @@ fn blockify_reader_sequential<R: Read>(
     }
 }
 
-/// A read buffer that goes back to the reader's free list when the last batch using
-/// it is done, so buffers are reused instead of allocated (and page-faulted) afresh.
-#[derive(Default)]
-struct ReadBuf {
-    data: Vec<u8>,
-    home: Option<Arc<FreeList>>,
-}
-
-/// Free read buffers, most recently freed last: reusing it first keeps the
-/// buffers in the CPU cache.
-type FreeList = parking_lot::Mutex<Vec<Vec<u8>>>;
-
-impl std::ops::Deref for ReadBuf {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.data
-    }
-}
-
-impl Drop for ReadBuf {
-    fn drop(&mut self) {
-        if let Some(home) = &self.home {
-            let mut free = home.lock();
-            // A full free list just drops the buffer.
-            if free.len() < FREE_BUFFERS {
-                free.push(std::mem::take(&mut self.data));
-            }
-        }
-    }
-}
-
-/// The bytes of a [`Batch`].
-enum BatchData<'a> {
-    /// Part of the caller's buffer ([`blockify_bytes`]).
-    Borrowed(&'a [u8]),
-    /// A read buffer shared with other batches and the reader's pool.
-    Shared(Arc<ReadBuf>),
-}
-
-impl BatchData<'_> {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            BatchData::Borrowed(b) => b,
-            BatchData::Shared(b) => b,
-        }
-    }
-}
-
 /// Consecutive chunks handed to a worker.
 struct Batch<'a> {
     seq: u64,
-    /// A chunk assembled from the end of one read buffer and the start of the next
-    /// (empty when none); it comes before the chunks in `data`.
-    head: Vec<u8>,
-    data: BatchData<'a>,
-    /// The first chunk in `data` starts here.
-    start: usize,
-    /// End offset of each chunk within `data`, in order.
+    data: Cow<'a, [u8]>,
+    /// End offset of each chunk within `data`; the first starts at 0.
     ends: Vec<usize>,
 }
 
-/// What the workers are given: leaves to hash and store, or a read buffer to scan for
-/// chunk boundaries as if a chunk started at its first byte (see [`ParallelReader`]).
-enum Work<'a> {
-    Leaves(Batch<'a>),
-    Scan(u64, Arc<ReadBuf>, usize),
-}
-
-/// A scanned read buffer: its sequence number, the cuts found (offsets in it, in
-/// order) and the chunker's state after its last byte.
-type Scanned = (u64, Vec<usize>, StreamChunker);
-
 type Leaves = (u64, Result<Vec<BlockRef>>);
 
-/// Runs `produce` (sending work) on a thread, workers scanning buffers and turning
-/// batches into leaf references, and the tree builder on the calling thread. Scan
-/// results go back to the producer through the receiver it is given.
+/// Runs `produce` (sending batches) on a thread, workers turning batches into leaf
+/// references, and the tree builder on the calling thread. Workers return owned
+/// batch buffers to the producer through the receiver it is given.
 fn run_pipeline<'a, P>(sink: &dyn BlockSink, opts: &BlockifyOptions, produce: P) -> Result<BlockRef>
 where
-    P: FnOnce(&Sender<Work<'a>>, &Receiver<Scanned>) -> Result<()> + Send,
+    P: FnOnce(&Sender<Batch<'a>>, &Receiver<Vec<u8>>) -> Result<()> + Send,
 {
     let workers = opts.threads.max(1);
-    let (work_tx, work_rx) = bounded::<Work<'a>>(workers * 2);
+    let (batch_tx, batch_rx) = bounded::<Batch<'a>>(workers * 2);
     let (leaf_tx, leaf_rx) = bounded::<Leaves>(workers * 2);
-    // Never full: the producer has at most SCAN_AHEAD scans outstanding.
-    let (scan_tx, scan_rx) = bounded::<Scanned>(SCAN_AHEAD + 1);
+    let (spare_tx, spare_rx) = bounded::<Vec<u8>>(workers * 4);
     std::thread::scope(|s| {
-        let producer = s.spawn(move || produce(&work_tx, &scan_rx));
+        let producer = s.spawn(move || produce(&batch_tx, &spare_rx));
         for _ in 0..workers {
-            let (rx, tx, scanned) = (work_rx.clone(), leaf_tx.clone(), scan_tx.clone());
-            s.spawn(move || worker(&rx, &tx, &scanned, sink, opts));
+            let (rx, tx, spare) = (batch_rx.clone(), leaf_tx.clone(), spare_tx.clone());
+            s.spawn(move || hash_worker(&rx, &tx, &spare, sink, opts));
         }
-        drop((work_rx, leaf_tx, scan_tx));
+        drop((batch_rx, leaf_tx, spare_tx));
         let top = assemble(&leaf_rx, sink, opts);
         drop(leaf_rx);
         let produced = producer
@@ -530,268 +484,31 @@ where
     })
 }
 
-fn worker(
-    rx: &Receiver<Work<'_>>,
+fn hash_worker(
+    rx: &Receiver<Batch<'_>>,
     tx: &Sender<Leaves>,
-    scanned: &Sender<Scanned>,
+    spare: &Sender<Vec<u8>>,
     sink: &dyn BlockSink,
     opts: &BlockifyOptions,
 ) {
-    for work in rx {
-        let sent = match work {
-            Work::Scan(seq, buf, len) => {
-                let mut chunker = opts.chunker.chunker();
-                let cuts = scan_all(&mut chunker, &buf[..len]);
-                drop(buf);
-                scanned.send((seq, cuts, chunker)).is_ok()
-            }
-            Work::Leaves(batch) => tx
-                .send((batch.seq, batch_leaves(&batch, sink, opts)))
-                .is_ok(),
-        };
-        if !sent {
+    for batch in rx {
+        let mut start = 0;
+        let leaves = batch
+            .ends
+            .iter()
+            .map(|&end| {
+                let chunk = &batch.data[start..end];
+                start = end;
+                leaf_ref(chunk, opts.chunker, opts.hash_alg, sink)
+            })
+            .collect();
+        if let Cow::Owned(buf) = batch.data {
+            // A full spare queue just drops the buffer.
+            let _ = spare.try_send(buf);
+        }
+        if tx.send((batch.seq, leaves)).is_err() {
             return;
         }
-    }
-}
-
-/// The leaf references of a batch's chunks, storing them through `sink`.
-fn batch_leaves(
-    batch: &Batch<'_>,
-    sink: &dyn BlockSink,
-    opts: &BlockifyOptions,
-) -> Result<Vec<BlockRef>> {
-    let data = batch.data.bytes();
-    let mut leaves = Vec::with_capacity(batch.ends.len() + 1);
-    if !batch.head.is_empty() {
-        leaves.push(leaf_ref(&batch.head, opts.chunker, opts.hash_alg, sink)?);
-    }
-    let mut start = batch.start;
-    for &end in &batch.ends {
-        leaves.push(leaf_ref(
-            &data[start..end],
-            opts.chunker,
-            opts.hash_alg,
-            sink,
-        )?);
-        start = end;
-    }
-    Ok(leaves)
-}
-
-/// Every cut `chunker` finds in `data` (offsets in it, in order; a cut may fall at
-/// `data.len()`), leaving it in its state after the last byte.
-fn scan_all(chunker: &mut StreamChunker, data: &[u8]) -> Vec<usize> {
-    let mut cuts = Vec::new();
-    let mut pos = 0;
-    while pos < data.len() {
-        match chunker.next_cut(&data[pos..]) {
-            Some(k) => {
-                pos += k;
-                if cuts.last() != Some(&pos) {
-                    cuts.push(pos);
-                }
-            }
-            None => break,
-        }
-    }
-    cuts
-}
-
-/// Bytes read per buffer by the parallel reader.
-const READ_LEN: usize = 1 << 20;
-
-/// Free read buffers kept for reuse.
-const FREE_BUFFERS: usize = 8;
-
-/// Read buffers scanned ahead of the one being stitched.
-const SCAN_AHEAD: usize = 2;
-
-/// Reads a stream in fixed-size buffers and chunks them on the workers in parallel,
-/// giving exactly the sequential chunker's boundaries.
-///
-/// Every chunker here forgets everything at a cut (the state after a cut is a fresh
-/// chunker's, whatever came before). So a worker scans each buffer as if a chunk began
-/// at its first byte; the reader then "stitches": it continues the true chunker state
-/// from the previous buffer into this one until the true chunker cuts where the
-/// scan did (or at the buffer's start). From that cut on, the scan's cuts and final
-/// state are the true ones. Usually that takes a chunk or two; on data where the two
-/// never agree (e.g. a long run cut only at the maximum size) the reader chunks the
-/// whole buffer itself, which is still correct.
-struct ParallelReader<R> {
-    r: R,
-    read_len: usize,
-    /// Buffers no batch holds any more, and where batches return them.
-    free: Arc<FreeList>,
-    /// The true chunker state at the end of the stitched input.
-    chunker: StreamChunker,
-    /// Bytes of the open chunk that lie in earlier buffers.
-    carry: Vec<u8>,
-    /// True when the last stitched byte ended a chunk.
-    at_cut: bool,
-    seq: u64,
-}
-
-impl<R: Read> ParallelReader<R> {
-    fn new(r: R, kind: ChunkerKind, read_len: usize) -> Self {
-        ParallelReader {
-            r,
-            read_len: read_len.max(1),
-            free: Arc::default(),
-            chunker: kind.chunker(),
-            carry: Vec::new(),
-            at_cut: true,
-            seq: 0,
-        }
-    }
-
-    /// Reads everything (`first` is already read), sending scans and leaf batches.
-    fn run(
-        mut self,
-        first: Vec<u8>,
-        tx: &Sender<Work<'_>>,
-        scanned: &Receiver<Scanned>,
-    ) -> Result<()> {
-        let mut queued = std::collections::VecDeque::new();
-        let mut results = BTreeMap::new();
-        let (mut next_scan, mut eof) = (0u64, false);
-        let mut pending_first = Some(first).filter(|f| !f.is_empty());
-        loop {
-            while queued.len() < SCAN_AHEAD && !eof {
-                let (buf, len, end) = match pending_first.take() {
-                    Some(f) => {
-                        let len = f.len();
-                        (self.wrap(f), len, false)
-                    }
-                    None => self.read_buffer()?,
-                };
-                eof = end;
-                if len == 0 {
-                    break;
-                }
-                if tx.send(Work::Scan(next_scan, buf.clone(), len)).is_err() {
-                    return Ok(());
-                }
-                queued.push_back((next_scan, buf, len));
-                next_scan += 1;
-            }
-            let Some((seq, buf, len)) = queued.pop_front() else {
-                break;
-            };
-            let (cuts, end_state) = loop {
-                if let Some(r) = results.remove(&seq) {
-                    break r;
-                }
-                match scanned.recv() {
-                    Ok((s, cuts, st)) => results.insert(s, (cuts, st)),
-                    // The workers stopped: the assembler reports why.
-                    Err(_) => return Ok(()),
-                };
-            };
-            if !self.stitch(&buf, len, &cuts, end_state, tx) {
-                return Ok(());
-            }
-        }
-        if !self.carry.is_empty() {
-            let head = std::mem::take(&mut self.carry);
-            let _ = self.send(tx, head, None, 0, Vec::new());
-        }
-        Ok(())
-    }
-
-    /// A buffer of `read_len` bytes (fewer at the end), reusing one no batch holds.
-    /// Returns it, the bytes read, and whether the input ended.
-    fn read_buffer(&mut self) -> Result<(Arc<ReadBuf>, usize, bool)> {
-        let mut buf = self.free.lock().pop().unwrap_or_default();
-        let mut held = 0;
-        let eof = fill(&mut self.r, &mut buf, &mut held, self.read_len)?;
-        Ok((self.wrap(buf), held, eof))
-    }
-
-    fn wrap(&self, data: Vec<u8>) -> Arc<ReadBuf> {
-        Arc::new(ReadBuf {
-            data,
-            home: Some(self.free.clone()),
-        })
-    }
-
-    /// Finds the true cuts in `buf[..len]` given the scan's `cuts` and `end_state`, and
-    /// sends the chunks they complete. Returns false when the workers have stopped.
-    fn stitch(
-        &mut self,
-        buf: &Arc<ReadBuf>,
-        len: usize,
-        cuts: &[usize],
-        end_state: StreamChunker,
-        tx: &Sender<Work<'_>>,
-    ) -> bool {
-        let data = &buf[..len];
-        let mut truth = Vec::new();
-        let mut synced = self.at_cut;
-        let mut pos = 0;
-        while !synced && pos < len {
-            let Some(k) = self.chunker.next_cut(&data[pos..]) else {
-                break;
-            };
-            pos += k;
-            if truth.last() != Some(&pos) {
-                truth.push(pos);
-            }
-            synced = pos == 0 || cuts.binary_search(&pos).is_ok();
-        }
-        if synced {
-            let from = truth.last().copied().unwrap_or(0);
-            truth.extend(cuts.iter().copied().filter(|&c| c > from));
-            self.chunker = end_state;
-        }
-        self.at_cut = truth.last() == Some(&len);
-        // The open chunk's earlier bytes complete with the first cut.
-        let (head, start, ends) = match truth.split_first() {
-            None => {
-                self.carry.extend_from_slice(data);
-                return true;
-            }
-            Some((&first, rest)) => {
-                let mut head = std::mem::take(&mut self.carry);
-                let start = if head.is_empty() {
-                    0
-                } else {
-                    head.extend_from_slice(&data[..first]);
-                    first
-                };
-                let ends = if start == 0 {
-                    truth.clone()
-                } else {
-                    rest.to_vec()
-                };
-                (head, start, ends)
-            }
-        };
-        let last = truth.last().copied().unwrap_or(0);
-        self.carry.extend_from_slice(&data[last..]);
-        self.send(tx, head, Some(buf.clone()), start, ends)
-    }
-
-    /// Sends a batch; false when the workers have stopped.
-    fn send(
-        &mut self,
-        tx: &Sender<Work<'_>>,
-        head: Vec<u8>,
-        data: Option<Arc<ReadBuf>>,
-        start: usize,
-        ends: Vec<usize>,
-    ) -> bool {
-        let data = BatchData::Shared(data.unwrap_or_default());
-        let ends = ends.into_iter().filter(|&e| e > 0).collect::<Vec<_>>();
-        let batch = Batch {
-            seq: self.seq,
-            head,
-            data,
-            start,
-            ends,
-        };
-        self.seq += 1;
-        tx.send(Work::Leaves(batch)).is_ok()
     }
 }
 
@@ -817,96 +534,4 @@ fn assemble(
         return Err(Error::bad("blockify lost a batch of leaves"));
     }
     tree.finish()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::chunk::ChunkerParams;
-    use crate::store::MemoryStore;
-    use proptest::prelude::*;
-
-    /// Random bytes with runs of one octet (where the parallel scan and the true
-    /// chunker may never agree) and repeats.
-    fn input(seed: u64, len: usize, runs: &[(usize, usize, u8)]) -> Vec<u8> {
-        let mut x = seed | 1;
-        let mut data: Vec<u8> = (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        for &(at, n, octet) in runs {
-            let at = at % len.max(1);
-            let end = (at + n).min(len);
-            data[at..end].fill(octet);
-        }
-        data
-    }
-
-    fn opts(kind: ChunkerKind) -> BlockifyOptions {
-        BlockifyOptions {
-            chunker: kind,
-            hash_alg: HashAlg::Blake3,
-            threads: 2,
-        }
-    }
-
-    /// The top reference of a sequential (single-threaded) run.
-    fn reference(data: &[u8], kind: ChunkerKind) -> BlockRef {
-        let store = MemoryStore::new(HashAlg::Blake3);
-        let sequential = BlockifyOptions {
-            threads: 1,
-            ..opts(kind)
-        };
-        blockify_bytes(data, &store, &sequential).unwrap()
-    }
-
-    fn kinds() -> [ChunkerKind; 2] {
-        [
-            ChunkerKind::Default(ChunkerParams::new(64, 256, 1024).unwrap()),
-            ChunkerKind::Csvt,
-        ]
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
-        /// Parallel chunking with any read-buffer size and first-read length gives the
-        /// sequential chunker's boundaries, hence the same top reference.
-        #[test]
-        fn parallel_chunking_matches_sequential(
-            seed in any::<u64>(),
-            len in 0usize..60_000,
-            read_len in 1usize..9_000,
-            first_len in 0usize..5_000,
-            runs in proptest::collection::vec((any::<usize>(), 0usize..20_000, any::<u8>()), 0..3),
-        ) {
-            let data = input(seed, len, &runs);
-            for kind in kinds() {
-                let expect = reference(&data, kind);
-                let first = data[..first_len.min(len)].to_vec();
-                let rest = &data[first.len()..];
-                let store = MemoryStore::new(HashAlg::Blake3);
-                let top = blockify_parallel(rest, first, &store, &opts(kind), read_len).unwrap();
-                prop_assert_eq!(top, expect);
-            }
-        }
-    }
-
-    #[test]
-    fn parallel_reader_is_used_for_large_inputs_and_agrees() {
-        let data = input(
-            7,
-            5 * READ_LEN + 12_345,
-            &[(3 * READ_LEN - 100, 600_000, 0)],
-        );
-        for kind in [ChunkerKind::default(), ChunkerKind::Csvt] {
-            let store = MemoryStore::new(HashAlg::Blake3);
-            let top = blockify_reader(&data[..], &store, &opts(kind)).unwrap();
-            assert_eq!(top, reference(&data, kind));
-            assert_eq!(crate::read::read_all(&store, &top).unwrap(), data);
-        }
-    }
 }
