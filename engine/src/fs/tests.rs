@@ -905,11 +905,14 @@ proptest! {
             match o {
                 Op::Write(off, d) => {
                     fs.write(f, off, &d).unwrap();
+                    // A write of nothing changes nothing, even past the end.
                     let end = off as usize + d.len();
-                    if !d.is_empty() && model.len() < end {
-                        model.resize(end, 0);
+                    if !d.is_empty() {
+                        if model.len() < end {
+                            model.resize(end, 0);
+                        }
+                        model[off as usize..end].copy_from_slice(&d);
                     }
-                    model[off as usize..end].copy_from_slice(&d);
                 }
                 Op::Truncate(n) => {
                     fs.setattr(f, &SetAttr { size: Some(n), ..Default::default() }).unwrap();
