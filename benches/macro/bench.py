@@ -151,6 +151,9 @@ class TreeRun:
     gc_note: str = ""  # why there is no GC measure (tool without GC)
     store_after_gc: int = 0
     gc_check: str = "not run"
+    # Store size of a fresh store that only ever held the last version (what a perfect
+    # GC would leave), measured when the GC ran.
+    store_last_alone: int = 0
     error: str = ""
 
 
@@ -194,6 +197,8 @@ def tree_run(tool: T.Tool, ds: datasets.Dataset, work: Path, runner: Runner) -> 
     r.store_after_reingest = store_size(tool, store, stage)
     if r.reingest.ok:
         gc_run(tool, store, stage, target, ds.labels[-1] + "-again", env, runner, r)
+    if r.gc is not None and r.gc.ok:
+        r.store_last_alone = last_alone_size(tool, work, ds.labels[-1], runner)
     if isinstance(tool, T.Vt):
         runner.log(runner.run(T.vt_info(tool.path, store), env).captured)
     shutil.rmtree(work, ignore_errors=True)
@@ -219,6 +224,23 @@ def gc_run(tool: T.Tool, store: Path, stage: Path, target: Path, last: str, env:
     r.gc_check = verify.compare(stage / "tree", restored) if m.ok else "FAIL: " + m.error
     runner.log(f"{tool.name} restore check after GC: {r.gc_check}")
     shutil.rmtree(target, ignore_errors=True)
+
+
+def last_alone_size(tool: T.Tool, work: Path, label: str, runner: Runner) -> int:
+    """Size of a fresh store into which only the last version (still staged at
+    WORK/stage/tree) was ingested; 0 when that fails. Not timed."""
+    base = work / "alone"
+    store, stage = base / "store", base / "stage"
+    stage.mkdir(parents=True)
+    os.rename(work / "stage" / "tree", stage / "tree")
+    env = tool.setup_env(base)
+    try:
+        ok = runner.run(tool.init(store), env).ok and runner.run(
+            tool.ingest(store, stage, label), env).ok
+        return store_size(tool, store, stage) if ok else 0
+    finally:
+        os.rename(stage / "tree", work / "stage" / "tree")
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def store_size(tool: T.Tool, store: Path, stage: Path) -> int:
@@ -294,12 +316,14 @@ MODES = {
 
 def build_datasets(args, cache: Path, runner: Runner) -> list[datasets.Dataset]:
     runs_, kh, synth, _single = MODES[args.mode]
+    if args.kernel_versions is not None:
+        kh = args.kernel_versions
     out = []
     if kh:
         ds = datasets.fetch_kernel_headers(cache, kh, args.offline, runner.log)
         if ds:
             out.append(ds)
-    if synth or args.synthetic:
+    if (synth or args.synthetic) and not args.no_synthetic:
         nv, nbytes = synth or (3, 64 << 20)
         spec = datasets.SynthSpec(seed=args.seed, versions=nv, bytes_per_version=nbytes)
         if args.mode == "smoke":
@@ -328,8 +352,13 @@ def parse_args(argv):
     ap.add_argument("--runs", type=int, help="override the number of runs")
     ap.add_argument("--seed", type=int, default=1, help="synthetic data seed")
     ap.add_argument("--synthetic", action="store_true", help="add the synthetic dataset")
+    ap.add_argument("--kernel-versions", type=int,
+                    help="number of kernel-headers versions (0 skips the dataset; "
+                    "overrides the mode's count)")
     ap.add_argument("--single-mib", type=int, help="size of the single file in MiB")
     ap.add_argument("--no-single", action="store_true", help="skip the single-file case")
+    ap.add_argument("--no-synthetic", action="store_true",
+                    help="skip the synthetic dataset (e.g. --full on kernel headers only)")
     ap.add_argument("--no-install", action="store_true", help="never run apt-get install")
     ap.add_argument("--offline", action="store_true", help="use only cached datasets")
     ap.add_argument("-v", "--verbose", action="store_true", help="echo the log to stderr")

@@ -46,6 +46,9 @@ RATIO_METRICS = [
 
 # The project's targets for vt's prune/GC time over a peer's (vt / peer at most this).
 GC_TARGETS = {"restic": 0.3, "borg": 0.5}
+# After forgetting all but the last version and GC, vt's store at most this times the size
+# of a store that only ever held the last version.
+GC_SPACE_TARGET = 1.1
 
 
 def med(xs):
@@ -123,7 +126,7 @@ def summarize(runs, logical_total: int, last_bytes: int) -> dict:
 
 def summarize_gc(runs, s: dict) -> None:
     """The prune/GC medians; all None unless every run's GC ran and its restore passed."""
-    s["gc_s"] = s["gc_rss"] = s["gc_store"] = None
+    s["gc_s"] = s["gc_rss"] = s["gc_store"] = s["gc_before"] = s["gc_alone"] = None
     done = [r for r in runs if not r.error and r.reingest and r.reingest.ok]
     notes = [r.gc_note for r in done if r.gc is None]
     if not done:
@@ -137,6 +140,8 @@ def summarize_gc(runs, s: dict) -> None:
             s["gc_s"] = med([r.gc.wall for r in done])
             s["gc_rss"] = med([r.gc.rss_kib / 1024 for r in done])
             s["gc_store"] = med([r.store_after_gc for r in done])
+            s["gc_before"] = med([r.store_after_reingest for r in done])
+            s["gc_alone"] = med([r.store_last_alone for r in done if r.store_last_alone])
 
 
 def gc_cells(s) -> list[str]:
@@ -214,6 +219,7 @@ def render_dataset(ds, per_tool, vt_status) -> list[str]:
         [name] + [f"{fmt(t)} / {fmt(b / 1e6 if b is not None else None, 1)}"
                   for t, b in s["per_version"]]
         for name, s in sums.items()])
+    out += render_gc_space(sums)
     out += ["", "#### vt / peer ratios", ""]
     vt = sums.get("vt")
     if vt_status is None:
@@ -232,6 +238,32 @@ def render_dataset(ds, per_tool, vt_status) -> list[str]:
         [n] + [fmt(vt[k] / s[k] if vt[k] is not None and s[k] else None) for _, k in RATIO_METRICS]
         for n, s in peers])
     out += gc_targets(vt, dict(peers))
+    return out
+
+
+def mb(x):
+    return fmt(x / 1e6 if x is not None else None, 1)
+
+
+def render_gc_space(sums: dict) -> list[str]:
+    """Store sizes around prune/GC, against a fresh store of the last version alone (what
+    a GC that left no dead space would come to)."""
+    rows = [[name, mb(s["gc_before"]), mb(s["gc_store"]), mb(s["gc_alone"]),
+             fmt(s["gc_store"] / s["gc_alone"] if s["gc_store"] and s["gc_alone"] else None)]
+            for name, s in sums.items() if s["gc_s"] is not None]
+    if not rows:
+        return []
+    out = ["", "#### Space after prune/GC", "",
+           "Before: after the re-ingest. Last alone: a fresh store into which only the last "
+           "version was ingested.", ""]
+    out += table(["tool", "store before GC MB", "store after GC MB", "last alone MB",
+                  "after GC / last alone"], rows)
+    vt = sums.get("vt")
+    if vt and vt["gc_store"] and vt["gc_alone"]:
+        ratio = vt["gc_store"] / vt["gc_alone"]
+        verdict = "met" if ratio <= GC_SPACE_TARGET else "missed"
+        out += ["", f"- vt store after GC / last version alone ≤ {GC_SPACE_TARGET}: "
+                f"{ratio:.2f}, {verdict}"]
     return out
 
 

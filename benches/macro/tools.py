@@ -41,7 +41,7 @@ class Cmd:
 
 VT_TREE_SUBCOMMANDS = ("init", "pack", "unpack")
 VT_FILE_SUBCOMMANDS = ("init", "save", "cat")
-VT_GC_SUBCOMMANDS = ("forget", "gc")
+VT_GC_SUBCOMMANDS = ("forget", "compact")
 
 
 def vt_init(vt: str, store: Path) -> list[Cmd]:
@@ -66,9 +66,12 @@ def vt_forget(vt: str, store: Path, stage: Path, keep: int) -> list[Cmd]:
 
 
 def vt_gc(vt: str, store: Path) -> list[Cmd]:
-    """Reclaim the space of blocks no root reaches. --grace 0: the default grace period
-    keeps blocks written in the last hour, which would be every block of the benchmark."""
-    return [Cmd([vt, "-S", str(store), "gc", "--grace", "0"])]
+    """Reclaim the space of blocks no root reaches, as restic's prune and borg's compact
+    do: `compact` rewrites every segment holding any dead space (`gc` only rewrites
+    segments less than half live, and leaves the writer's active segment alone while it
+    is under a quarter full: on a small store that is everything). --grace 0: the default
+    grace period keeps blocks written in the last hour, which would be every block here."""
+    return [Cmd([vt, "-S", str(store), "compact", "--grace", "0"])]
 
 
 def vt_save(vt: str, store: Path, file: Path) -> list[Cmd]:

@@ -2,23 +2,31 @@
 # Same-run comparison of `vt save` / `vt cat` of one big incompressible file against
 # their hardware peers, `b3sum --num-threads 2` (hashing) and `cat FILE > /dev/null`.
 #
-#   benches/savecat/run.sh [-n ROUNDS] [-s MIB] [-d DIR] VT [VT...]
+#   benches/savecat/run.sh [-n ROUNDS] [-s MIB] [-d DIR] [-f FILE] VT [VT...]
 #
+# -f measures an existing FILE (read only) instead of making a random one in DIR.
 # Each round runs every tool once, interleaved, on a warm page cache; the table gives
 # medians of wall, user and sys seconds (GNU time), and each vt's ratio to its peer
 # in throughput terms (peer wall / vt wall). Several VT binaries (e.g. before/after)
-# are measured in the same rounds. Needs b3sum and /usr/bin/time.
+# are measured in the same rounds, in reversed order every other round (the first
+# save after a peer runs against a fuller page cache). A third peer, `dd ... conv=fdatasync`,
+# copies FILE into DIR and syncs it: the disk's floor for any durable save of FILE.
+# Needs b3sum and /usr/bin/time.
 set -euo pipefail
-rounds=5 mib=1024 dir=${TMPDIR:-/tmp}/vt-savecat
-while getopts "n:s:d:" o; do
-  case $o in n) rounds=$OPTARG ;; s) mib=$OPTARG ;; d) dir=$OPTARG ;; *) exit 2 ;; esac
+rounds=5 mib=1024 dir=${TMPDIR:-/tmp}/vt-savecat file=
+while getopts "n:s:d:f:" o; do
+  case $o in n) rounds=$OPTARG ;; s) mib=$OPTARG ;; d) dir=$OPTARG ;; f) file=$OPTARG ;; *) exit 2 ;; esac
 done
 shift $((OPTIND - 1))
-[ $# -ge 1 ] || { sed -n 2,12p "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n 2,13p "$0"; exit 2; }
 mkdir -p "$dir"
-file=$dir/input
-if [ "$(stat -c %s "$file" 2>/dev/null || echo 0)" != $((mib << 20)) ]; then
-  head -c $((mib << 20)) /dev/urandom >"$file"
+if [ -n "$file" ]; then
+  mib=$(($(stat -L -c %s "$file") >> 20))
+else
+  file=$dir/input
+  if [ "$(stat -c %s "$file" 2>/dev/null || echo 0)" != $((mib << 20)) ]; then
+    head -c $((mib << 20)) /dev/urandom >"$file"
+  fi
 fi
 log=$dir/times
 : >"$log"
@@ -30,9 +38,14 @@ for r in $(seq "$rounds"); do
   cat "$file" >/dev/null
   t b3sum b3sum --num-threads 2 "$file" >/dev/null
   t cat cat "$file" >/dev/null
-  i=0
-  for vt in "$@"; do
-    i=$((i + 1))
+  rm -f "$dir/ddcopy"
+  sync
+  t ddsync dd if="$file" of="$dir/ddcopy" bs=4M conv=fdatasync status=none
+  rm -f "$dir/ddcopy"
+  order=$(seq $#)
+  if [ $((r % 2)) = 0 ]; then order=$(seq $# -1 1); fi
+  for i in $order; do
+    vt=${!i}
     st=$dir/store$i
     rm -rf "$st"
     "$vt" -S "$st" init >/dev/null
@@ -58,7 +71,11 @@ def row(name, key, peer=None):
     print(f"| {name} | {len(rows[key])} | {w:.2f} | {u:.2f} | {s:.2f} | {mib / w:.0f} | {ratio} |")
 row("b3sum --num-threads 2", "b3sum")
 row("cat > /dev/null", "cat")
+row("dd conv=fdatasync (disk floor)", "ddsync")
 for i, vt in enumerate(vts, 1):
     row(f"vt save ({vt})", f"save{i}", "b3sum")
     row(f"vt cat ({vt})", f"vtcat{i}", "cat")
+print()
+for i, vt in enumerate(vts, 1):
+    print(f"- vt save ({vt}) / disk floor: dd wall / save wall = {med['ddsync'][0] / med[f'save{i}'][0]:.2f}")
 PY

@@ -34,7 +34,10 @@ impl FuseFs {
 
 fn errno(e: FsError) -> Errno {
     if let FsError::Store(err) = &e {
-        eprintln!("vt mount: {err}");
+        // Not eprintln!, which panics when stderr cannot be written (a full
+        // disk is a likely reason for the store failing too).
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "vt mount: {err}");
     }
     Errno::from_i32(e.errno())
 }
@@ -418,11 +421,31 @@ impl Filesystem for FuseFs {
                 ) {
                     return reply.ok();
                 }
+                // The kernel takes a lookup reference for every entry it was
+                // given except `.` and `..`; forget will give it back.
+                if e.name != b"." && e.name != b".." {
+                    if let Err(err) = self.fs.remember(e.ino) {
+                        return reply.error(errno(err));
+                    }
+                }
             }
             if n < BATCH {
                 return reply.ok();
             }
         }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        empty(reply, self.fs.fallocate(ino.0, offset, length, mode));
     }
 
     fn fsyncdir(

@@ -72,7 +72,8 @@ pub enum Command {
     Forget(cmd::forget::Args),
     /// Collect garbage: keep what the roots reach, rewrite or delete mostly dead segments.
     Gc(cmd::gc::Args),
-    /// Compact now: a GC that rewrites every segment holding dead space.
+    /// Compact now: a GC that rewrites every segment holding dead space, then compacts the
+    /// index file.
     Compact(cmd::compact::Args),
     /// Pin a reference so GC keeps its tree.
     Pin(cmd::pin::Args),

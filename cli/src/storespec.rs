@@ -58,6 +58,16 @@ impl StoreSpec {
 
     /// Opens the DataDir store, creating the default store on first use.
     pub fn open_datadir(&self, hash: HashAlg, read_only: bool) -> anyhow::Result<Arc<DataDir>> {
+        self.open_datadir_cache(hash, read_only, DataDirOptions::default().index_cache_bytes)
+    }
+
+    /// Like [`StoreSpec::open_datadir`], with a redb page cache of `cache_bytes`.
+    pub fn open_datadir_cache(
+        &self,
+        hash: HashAlg,
+        read_only: bool,
+        cache_bytes: usize,
+    ) -> anyhow::Result<Arc<DataDir>> {
         let (path, default) = match self {
             StoreSpec::DataDir { path, default } => (path, *default),
             StoreSpec::Memory => bail!("this command needs a DataDir store (-S DIR)"),
@@ -65,6 +75,7 @@ impl StoreSpec {
         let opts = DataDirOptions {
             hash_alg: hash,
             read_only,
+            index_cache_bytes: cache_bytes,
             ..DataDirOptions::default()
         };
         let store = if default && !read_only {

@@ -536,6 +536,33 @@ impl Index {
         Ok(None)
     }
 
+    /// The locations of `keys` (`None` for those not indexed), looked up in one snapshot.
+    pub fn get_many(&self, keys: &[IndexKey]) -> Result<Vec<Option<Location>>> {
+        let snap = self.snapshot()?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let found = match self.may_contain(key) {
+                true => Self::get_in(&snap, key)?,
+                false => None,
+            };
+            // A follower's miss re-checks a fresh snapshot, as `get` does.
+            out.push(match found {
+                None if !self.cache_snapshots => self.get(key)?,
+                found => found,
+            });
+        }
+        Ok(out)
+    }
+
+    fn get_in(snap: &Snapshot, key: &IndexKey) -> Result<Option<Location>> {
+        for t in &snap.tables {
+            if let Some(v) = t.get(key)? {
+                return Ok(Some(Location::decode(&v.value())));
+            }
+        }
+        Ok(None)
+    }
+
     /// Up to `limit` keys in order from `start` (exclusive when `after`).
     pub fn keys_from(
         &self,
@@ -825,16 +852,21 @@ impl Index {
     }
 
     /// Saves the filter (a superset of the main table's keys, which now hold every key).
+    /// A main table under [`FILTER_SAVE_MIN_KEYS`] gets none: scanning it at open is
+    /// cheap, and the filter's minimum capacity would take more bytes than the table.
     fn save_filter(&self, txn: &WriteTransaction) -> Result<()> {
         txn.delete_table(FILTER)?;
         let Some(f) = &self.filter else {
             return Ok(());
         };
+        let main = txn.open_table(blocks_def(MAIN))?.len()?;
+        if main < FILTER_SAVE_MIN_KEYS {
+            return Ok(());
+        }
         let mut t = txn.open_table(FILTER)?;
         for (k, v) in f.to_rows() {
             t.insert(k, v.as_slice())?;
         }
-        let main = txn.open_table(blocks_def(MAIN))?.len()?;
         let mut meta = txn.open_table(META)?;
         meta.insert(META_FILTER_MAIN_LEN, main.to_le_bytes().as_slice())?;
         Ok(())
@@ -873,6 +905,10 @@ pub const FILTER_BITS_PER_KEY: usize = 12;
 /// Capacity of the first filter stage when the store is small.
 pub const FILTER_MIN_CAPACITY: usize = 1 << 20;
 const FILTER_PROBES: u32 = 7;
+/// The filter is saved only for main tables of at least this many keys (below, a
+/// writable open rebuilds it by scanning the keys: a few milliseconds).
+/// (Unit tests lower it so that small tables exercise both paths.)
+pub const FILTER_SAVE_MIN_KEYS: u64 = if cfg!(test) { 100 } else { 1 << 16 };
 /// Words (u64) per row of the persisted filter.
 pub const FILTER_CHUNK_WORDS: usize = 1 << 17;
 /// `filter` table key of the header row.
@@ -1286,6 +1322,41 @@ mod tests {
     }
 
     #[test]
+    fn small_main_tables_save_no_filter() {
+        use crate::io::{Fs, OpenMode, OsFs};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let open = |mode| {
+            let file = OsFs.open(&path, mode).unwrap();
+            Index::open_writable(
+                IndexBackend::Io(file),
+                ConcurrencyMode::ExclusiveWriter,
+                1 << 20,
+            )
+            .unwrap()
+        };
+        let idx = open(OpenMode::CreateNew);
+        let n = fill(&idx, &[(FILTER_SAVE_MIN_KEYS - 1) as u32]);
+        assert_eq!(idx.layout().unwrap().main, u64::from(n));
+        let saved = |idx: &Index| {
+            let txn = idx.begin_read().unwrap();
+            missing_ok(txn.open_table(FILTER)).unwrap().is_some()
+        };
+        assert!(!saved(&idx));
+        drop(idx);
+        // Without a saved filter the open scans the keys: nothing is missed.
+        let idx = open(OpenMode::Write);
+        assert!((0..n).all(|i| idx.may_contain(&key_n(i))));
+        // Past the threshold the next merge into the main table saves it.
+        let batch = Batch {
+            new_blocks: (n..2 * n).map(|i| (key_n(i), loc_n(i))).collect(),
+            ..Batch::default()
+        };
+        idx.commit(batch, true).unwrap();
+        assert!(saved(&idx));
+    }
+
+    #[test]
     fn filter_rows_roundtrip() {
         let f = NegativeFilter::new(10);
         for i in 0..5000 {
@@ -1434,5 +1505,125 @@ impl Index {
         self.commits.fetch_add(1, Ordering::AcqRel);
         *self.snapshot.write() = None;
         Ok(done)
+    }
+}
+
+// ---- file size ---------------------------------------------------------------
+// Merges write new tables and free the old ones, and redb grows its file by doubling,
+// so a small index can be mostly free pages. Kept apart from the lookup paths.
+
+/// [`Index::compact_if_sparse`] leaves files smaller than this alone.
+pub const COMPACT_MIN_BYTES: u64 = 1 << 20;
+/// ... and files larger than this: compaction moves pages one commit at a time and would
+/// stall the closing of a big store (whose free share stays bounded by the merge policy).
+pub const COMPACT_MAX_BYTES: u64 = 256 << 20;
+
+impl Index {
+    /// Compacts the file (`file_len` bytes) when it is between [`COMPACT_MIN_BYTES`] and
+    /// [`COMPACT_MAX_BYTES`] and at least a third of it is free. Returns whether it ran.
+    /// Read-only handles and files in use by readers of other processes are left as they
+    /// are. Fails on I/O errors; redb commits each step, so a crash leaves a valid file.
+    pub fn compact_if_sparse(&mut self, file_len: u64) -> Result<bool> {
+        if !(COMPACT_MIN_BYTES..=COMPACT_MAX_BYTES).contains(&file_len) {
+            return Ok(false);
+        }
+        let Db::Rw(db) = &mut self.db else {
+            return Ok(false);
+        };
+        let used = {
+            let txn = db.begin_write()?;
+            let stats = txn.stats()?;
+            txn.abort()?;
+            stats.allocated_pages() * stats.page_size() as u64
+        };
+        if used.saturating_mul(3) > file_len.saturating_mul(2) {
+            return Ok(false);
+        }
+        self.compact_file()
+    }
+}
+
+impl Index {
+    /// Compacts the index file after a GC removed entries: redb moves live pages down and
+    /// returns the free tail to the file system. Needs the only reference to this handle;
+    /// returns false when nothing was done, also when another process has a read
+    /// transaction open (compaction is then simply skipped). A crash during it leaves a
+    /// file redb repairs on the next open. Fails on a read-only index.
+    pub fn compact_file(&mut self) -> Result<bool> {
+        let Db::Rw(db) = &mut self.db else {
+            return Err(Error::Unsupported("index is read-only".into()));
+        };
+        // The cached snapshot is a read transaction: it would block the compaction.
+        *self.snapshot.get_mut() = None;
+        match db.compact() {
+            Ok(done) => Ok(done),
+            Err(redb::CompactionError::TransactionInProgress) => Ok(false),
+            Err(e) => Err(Error::Index(format!("compacting the index: {e}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::io::{Fs, OpenMode, OsFs};
+
+    #[test]
+    fn a_mostly_free_index_file_is_compacted_and_keeps_every_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let open = |mode| {
+            let file = OsFs.open(&path, mode).unwrap();
+            Index::open_writable(
+                IndexBackend::Io(file),
+                ConcurrencyMode::ExclusiveWriter,
+                1 << 20,
+            )
+            .unwrap()
+        };
+        let key = |i: u32| key_of(&HashAlg::Blake3.hash(&i.to_le_bytes()));
+        let loc = |i: u32| Location {
+            segment: SegmentId(1),
+            offset: u64::from(i) * 100,
+            stored_len: 10,
+            raw_len: 20,
+            flags: 0,
+            generation: 0,
+        };
+        let mut idx = open(OpenMode::CreateNew);
+        let n = 40_000;
+        for part in 0..4 {
+            let new_blocks = (part * n / 4..(part + 1) * n / 4)
+                .map(|i| (key(i), loc(i)))
+                .collect();
+            let batch = Batch {
+                new_blocks,
+                ..Batch::default()
+            };
+            idx.commit(batch, true).unwrap();
+        }
+        // Dropping every entry leaves the file as large as before, and all of it free.
+        let cleared = Batch {
+            clear_blocks: true,
+            ..Batch::default()
+        };
+        idx.commit(cleared, true).unwrap();
+        let len = || std::fs::metadata(&path).unwrap().len();
+        let before = len();
+        assert!(before >= COMPACT_MIN_BYTES, "{before}");
+        assert!(idx.compact_if_sparse(before).unwrap());
+        assert!(len() * 2 < before, "{} -> {}", before, len());
+        // Compacting again finds nothing to do; every table still works.
+        assert!(!idx.compact_if_sparse(len()).unwrap());
+        let batch = Batch {
+            new_blocks: vec![(key(7), loc(7))],
+            ..Batch::default()
+        };
+        idx.commit(batch, true).unwrap();
+        drop(idx);
+        let idx = open(OpenMode::Write);
+        assert_eq!(idx.get(&key(7)).unwrap().map(|l| l.offset), Some(700));
+        assert_eq!(idx.get(&key(8)).unwrap(), None);
+        assert_eq!(idx.counters().unwrap().blocks, 1);
     }
 }

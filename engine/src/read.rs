@@ -21,7 +21,7 @@ pub const MAX_TREE_DEPTH: usize = 48;
 const PARALLEL_MIN: u64 = 1 << 20;
 
 /// Jobs (about [`JOB_BYTES`] each) fetched ahead of the writer in [`write_to`].
-const PREFETCH_WINDOW: usize = 8;
+const PREFETCH_WINDOW: usize = 4;
 
 /// Threads fetching leaves in [`write_to`].
 const FETCH_THREADS: usize = 2;
@@ -245,57 +245,99 @@ fn write_piece<W: Write + ?Sized>(store: &dyn Store, piece: &Piece, w: &mut W) -
     Ok(data.len() as u64)
 }
 
-/// What a fetch thread hands back to the writer.
+/// One written piece of a fetched job.
 enum Fetched {
-    /// `buf[start..end]`; `buf` goes back to the fetchers once written.
-    Bytes {
-        buf: Vec<u8>,
-        start: usize,
-        end: usize,
-    },
+    /// `buf[range]` of the job's buffer.
+    Bytes(std::ops::Range<usize>),
+    /// Bytes fetched on their own (literals, and every piece after a failed batch).
+    Owned(Vec<u8>),
     Fill {
         octet: u8,
         len: u64,
     },
 }
 
-/// Fetches a piece that is not a fill into `buf` (reused: no allocation or zeroing
-/// once it has grown). Returns the piece's byte range within `buf`.
-fn fetch_into(store: &dyn Store, piece: &Piece, buf: &mut Vec<u8>) -> Result<(usize, usize)> {
-    match piece {
-        Piece::Stored {
-            hash,
-            span,
-            off,
-            len,
-        } => {
-            let n = store.get_into(hash, buf)?.ok_or(Error::NotFound(*hash))?;
-            if n as u64 != *span {
-                return Err(Error::corrupt(
-                    hash.to_string(),
-                    0,
-                    format!("block holds {n} bytes, its reference says {span}"),
-                ));
-            }
-            Ok((*off as usize, (off + len) as usize))
-        }
-        other => {
-            let data = piece_bytes(store, other)?;
-            buf.clear();
-            buf.extend_from_slice(&data);
-            Ok((0, data.len()))
+/// A job's fetched pieces; `buf` goes back to the fetchers once written.
+struct FetchedJob {
+    buf: Vec<u8>,
+    pieces: Vec<Fetched>,
+}
+
+/// Fetches a job's stored leaves with one batched store call into `buf` (reused: no
+/// allocation or zeroing once it has grown). When the batch fails, the pieces are
+/// fetched one at a time so that everything before the failing piece is still written.
+fn fetch_job(
+    store: &dyn Store,
+    pieces: Vec<Piece>,
+    mut buf: Vec<u8>,
+) -> (FetchedJob, Option<Error>) {
+    let hashes: Vec<HashCode> = pieces
+        .iter()
+        .filter_map(|p| match p {
+            Piece::Stored { hash, .. } => Some(*hash),
+            _ => None,
+        })
+        .collect();
+    let mut ranges = Vec::with_capacity(hashes.len());
+    let batched = hashes.is_empty() || store.get_many_into(&hashes, &mut buf, &mut ranges).is_ok();
+    let mut out = Vec::with_capacity(pieces.len());
+    let mut ranges = ranges.into_iter();
+    for p in pieces {
+        let fetched = match (&p, batched) {
+            (Piece::Fill { octet, len }, _) => Ok(Fetched::Fill {
+                octet: *octet,
+                len: *len,
+            }),
+            (
+                Piece::Stored {
+                    hash,
+                    span,
+                    off,
+                    len,
+                },
+                true,
+            ) => stored_range(hash, *span, *off, *len, ranges.next()).map(Fetched::Bytes),
+            _ => piece_bytes(store, &p).map(Fetched::Owned),
+        };
+        match fetched {
+            Ok(f) => out.push(f),
+            Err(e) => return (FetchedJob { buf, pieces: out }, Some(e)),
         }
     }
+    (FetchedJob { buf, pieces: out }, None)
+}
+
+/// The part `[off, off + len)` of a stored leaf fetched at `range`, checked to be `span` long.
+fn stored_range(
+    hash: &HashCode,
+    span: u64,
+    off: u64,
+    len: u64,
+    range: Option<std::ops::Range<usize>>,
+) -> Result<std::ops::Range<usize>> {
+    let range = range.ok_or_else(|| Error::bad("batched read lost a block"))?;
+    if range.len() as u64 != span {
+        return Err(Error::corrupt(
+            hash.to_string(),
+            0,
+            format!(
+                "block holds {} bytes, its reference says {span}",
+                range.len()
+            ),
+        ));
+    }
+    Ok(range.start + off as usize..range.start + (off + len) as usize)
 }
 
 /// Consecutive pieces, then the error that ended the walk or the fetching, if any.
 /// Batching keeps thread hand-offs to a few per MiB rather than one per leaf.
 type Job = (u64, Vec<Piece>, Option<Error>);
-type Done = (u64, Vec<Fetched>, Option<Error>);
+type Done = (u64, FetchedJob, Option<Error>);
 
-/// Content bytes per job: large enough to amortize hand-offs, small enough that
-/// both fetch threads stay busy.
-const JOB_BYTES: u64 = 1 << 20;
+/// Content bytes per job: large enough to amortize hand-offs (and read neighbouring
+/// records with one call), small enough that the few job buffers in flight stay in
+/// the CPU cache between the read, the checksum and the write.
+const JOB_BYTES: u64 = 256 << 10;
 
 /// Most pieces per job (many small leaves still make short jobs).
 const JOB_PIECES: usize = 64;
@@ -318,8 +360,8 @@ fn write_parallel<W: Write + ?Sized>(
     let (job_tx, job_rx) = bounded::<Job>(PREFETCH_WINDOW);
     let (done_tx, done_rx) = bounded::<Done>(PREFETCH_WINDOW);
     let (credit_tx, credit_rx) = bounded::<()>(PREFETCH_WINDOW);
-    // Written leaf buffers go back to the fetchers (about one window's worth).
-    let (spare_tx, spare_rx) = bounded::<Vec<u8>>(PREFETCH_WINDOW * JOB_PIECES);
+    // Written job buffers go back to the fetchers.
+    let (spare_tx, spare_rx) = bounded::<Vec<u8>>(PREFETCH_WINDOW + FETCH_THREADS);
     for _ in 0..PREFETCH_WINDOW {
         let _ = credit_tx.send(());
     }
@@ -370,29 +412,11 @@ fn walk_jobs(
 }
 
 fn fetch_jobs(store: &dyn Store, rx: &Receiver<Job>, tx: &Sender<Done>, spare: &Receiver<Vec<u8>>) {
-    for (seq, pieces, mut err) in rx {
-        let mut out = Vec::with_capacity(pieces.len());
-        for p in pieces {
-            let fetched = match p {
-                Piece::Fill { octet, len } => Ok(Fetched::Fill { octet, len }),
-                other => {
-                    let mut buf = spare.try_recv().unwrap_or_default();
-                    fetch_into(store, &other, &mut buf).map(|(start, end)| Fetched::Bytes {
-                        buf,
-                        start,
-                        end,
-                    })
-                }
-            };
-            match fetched {
-                Ok(f) => out.push(f),
-                Err(e) => {
-                    err = Some(e);
-                    break;
-                }
-            }
-        }
-        if tx.send((seq, out, err)).is_err() {
+    for (seq, pieces, err) in rx {
+        let buf = spare.try_recv().unwrap_or_default();
+        let (job, fetch_err) = fetch_job(store, pieces, buf);
+        // A walk error comes after the job's pieces; a fetch error ends the job early.
+        if tx.send((seq, job, fetch_err.or(err))).is_err() {
             return;
         }
     }
@@ -406,21 +430,24 @@ fn write_in_order<W: Write + ?Sized>(
 ) -> Result<u64> {
     let mut waiting = BTreeMap::new();
     let (mut next, mut written) = (0u64, 0u64);
-    for (seq, fetched, err) in rx {
-        waiting.insert(seq, (fetched, err));
-        while let Some((fetched, err)) = waiting.remove(&next) {
-            for f in fetched {
-                written += match f {
-                    Fetched::Bytes { buf, start, end } => {
-                        w.write_all(&buf[start..end])
-                            .ctx(|| "writing block content".to_string())?;
-                        // A full spare queue just drops the buffer.
-                        let _ = spare.try_send(buf);
-                        (end - start) as u64
+    for (seq, job, err) in rx {
+        waiting.insert(seq, (job, err));
+        while let Some((job, err)) = waiting.remove(&next) {
+            for f in &job.pieces {
+                let bytes = match f {
+                    Fetched::Bytes(r) => &job.buf[r.clone()],
+                    Fetched::Owned(v) => v.as_slice(),
+                    Fetched::Fill { octet, len } => {
+                        written += write_fill(*octet, *len, w)?;
+                        continue;
                     }
-                    Fetched::Fill { octet, len } => write_fill(octet, len, w)?,
                 };
+                w.write_all(bytes)
+                    .ctx(|| "writing block content".to_string())?;
+                written += bytes.len() as u64;
             }
+            // A full spare queue just drops the buffer.
+            let _ = spare.try_send(job.buf);
             if let Some(e) = err {
                 return Err(e);
             }

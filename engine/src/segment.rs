@@ -404,8 +404,70 @@ pub fn read_record_into(
     })
 }
 
+/// Checks the version-1 record of `expect` that fills `rec` exactly (read from `offset` of
+/// segment `name`, whose index entry says `stored_len`): header fields, hashcode, length
+/// and crc. Returns the header and the payload's range within `rec`.
+/// Fails with [`Error::Corrupt`] on any mismatch.
+pub fn check_record(
+    rec: &[u8],
+    name: &str,
+    offset: u64,
+    expect: &HashCode,
+    stored_len: u32,
+) -> Result<(RecordHeader, std::ops::Range<usize>)> {
+    let bad = |what: String| Error::corrupt(name, offset, what);
+    let hdr = parse_record_header(rec).map_err(bad)?;
+    if hdr.hash != *expect || hdr.stored_len != stored_len {
+        return Err(bad(format!(
+            "record holds {} ({} bytes), index expects {expect}",
+            hdr.hash, hdr.stored_len
+        )));
+    }
+    if rec.len() as u64 != hdr.record_len() {
+        return Err(bad(format!(
+            "record is {} bytes, its header says {}",
+            rec.len(),
+            hdr.record_len()
+        )));
+    }
+    if !check_record_crc(rec) {
+        return Err(bad("record checksum mismatch".into()));
+    }
+    Ok((hdr, hdr.header_len()..rec.len()))
+}
+
+/// Decodes a compressed `payload` into `out`, which must be exactly `raw_len` bytes.
+pub fn decompress_to_slice(
+    codec: Codec,
+    payload: &[u8],
+    raw_len: u32,
+    out: &mut [u8],
+) -> std::result::Result<(), String> {
+    if out.len() != raw_len as usize {
+        return Err(format!("output of {} bytes for {raw_len}", out.len()));
+    }
+    if codec != Codec::Zstd {
+        out.copy_from_slice(&decompress(codec, payload, raw_len)?);
+        return Ok(());
+    }
+    let got = DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new().map_err(|e| format!("zstd: {e}"))?);
+        }
+        let d = slot.as_mut().ok_or("zstd: no decompressor")?;
+        // A destination of exactly raw_len bytes makes an overlong stream an error.
+        d.decompress_to_buffer(payload, out)
+            .map_err(|e| format!("zstd: {e}"))
+    })?;
+    if got != out.len() {
+        return Err(format!("decoded {got} bytes, expected {raw_len}"));
+    }
+    Ok(())
+}
+
 /// Makes `buf` at least `n` bytes long.
-fn grow(buf: &mut Vec<u8>, n: usize) {
+pub fn grow(buf: &mut Vec<u8>, n: usize) {
     if buf.len() < n {
         buf.resize(n, 0);
     }
@@ -419,26 +481,8 @@ fn decompress_into(
     buf: &mut Vec<u8>,
 ) -> std::result::Result<usize, String> {
     let n = raw_len as usize;
-    if codec != Codec::Zstd {
-        let data = decompress(codec, payload, raw_len)?;
-        grow(buf, n);
-        buf[..n].copy_from_slice(&data);
-        return Ok(n);
-    }
     grow(buf, n);
-    let got = DECOMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(zstd::bulk::Decompressor::new().map_err(|e| format!("zstd: {e}"))?);
-        }
-        let d = slot.as_mut().ok_or("zstd: no decompressor")?;
-        // A destination of exactly raw_len bytes makes an overlong stream an error.
-        d.decompress_to_buffer(payload, &mut buf[..n])
-            .map_err(|e| format!("zstd: {e}"))
-    })?;
-    if got != n {
-        return Err(format!("decoded {got} bytes, expected {raw_len}"));
-    }
+    decompress_to_slice(codec, payload, raw_len, &mut buf[..n])?;
     Ok(n)
 }
 

@@ -18,13 +18,13 @@ restore peak RSS MiB | restore check | re-ingest s | re-ingest growth MB | prune
 prune/GC peak RSS MiB | store after GC MB | restore after GC |";
 
 /// A stand-in for vt: trees as tar files, files by copy, archives registered as GC roots.
-/// Enough for the harness. Its GC deletes every tar no registered archive names, so a
-/// harness that forgot the wrong revisions would fail the restore check after GC.
+/// Enough for the harness. Its GC (`compact`) deletes every tar no registered archive
+/// names, so a harness that forgot the wrong revisions would fail the restore check after GC.
 const FAKE_VT: &str = r#"#!/bin/sh
 set -e
 if [ "$1" = "--help" ]; then
   printf 'Usage: vt\n\nCommands:\n  init  i\n  pack  p\n  unpack  u\n  save  s\n  cat  c\n'
-  printf '  forget  f\n  gc  g\n\nOptions:\n'
+  printf '  forget  f\n  compact  c\n\nOptions:\n'
   exit 0
 fi
 [ "$1" = "-S" ] || exit 2
@@ -38,7 +38,7 @@ unpack) last=$(tail -n 1 "$2"); mkdir -p "$3"; tar -xf "$store/$last" -C "$3" --
 forget)
   [ "$3" = "--keep-last" ] || exit 2
   tail -n "$4" "$2" > "$2.tmp"; mv "$2.tmp" "$2" ;;
-gc)
+compact)
   [ "$2" = "--grace" ] && [ "$3" = "0" ] || exit 2
   for rev in "$store"/rev*; do
     name=$(basename "$rev")
@@ -184,6 +184,19 @@ fn smoke_mode_produces_a_verified_table() {
             "{peer} measured but not installed"
         );
     }
+
+    // The stand-in's GC leaves exactly the last revision: the size of a store that only
+    // ever held it (the tar, the roots file and a one-line archive).
+    let space = table_after(&text, "#### Space after prune/GC");
+    let vt_space = space
+        .iter()
+        .find(|r| r[0] == "vt")
+        .unwrap_or_else(|| panic!("no vt row in the space table:\n{text}"));
+    let over_alone: f64 = vt_space[4]
+        .parse()
+        .unwrap_or_else(|_| panic!("after GC / last alone: {}", vt_space[4]));
+    assert!((0.9..=1.1).contains(&over_alone), "{over_alone}");
+    assert!(text.contains("- vt store after GC / last version alone ≤ 1.1: "));
 
     let ratios = table_after(&text, "#### vt / peer ratios");
     assert_eq!(

@@ -498,3 +498,32 @@ fn killed_pack_never_loses_the_source() {
     }
     ok(vt(&store).arg("verify"));
 }
+
+/// The kernel's UAPI headers (`/usr/include/linux`, from linux-libc-dev, which the C
+/// toolchain installs) are a real kernel-headers tree: saved, restored and compared
+/// entry by entry (content, modes, mtimes to the nanosecond, owners, symlinks).
+#[test]
+fn kernel_headers_tree_round_trips() {
+    let headers = Path::new("/usr/include/linux");
+    assert!(
+        headers.join("fs.h").is_file(),
+        "{} is missing: install linux-libc-dev (.ci/run does)",
+        headers.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = init(dir.path());
+    let archive = dir.path().join("linux.vt");
+    ok(vt(&store).arg("save").arg(headers).arg("-a").arg(&archive));
+    let target = dir.path().join("restored");
+    ok(vt(&store).arg("unpack").arg(&archive).arg(&target));
+    let before = snapshot(headers);
+    assert!(before.len() > 100, "only {} entries", before.len());
+    assert_eq!(before, snapshot(&target));
+    let ls = stdout(&ok(vt(&store).args([
+        "ls",
+        "-R",
+        archive.to_str().unwrap(),
+    ])));
+    assert!(ls.contains("fs.h"), "{ls}");
+    ok(vt(&store).arg("verify"));
+}

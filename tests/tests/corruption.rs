@@ -76,6 +76,29 @@ fn corrupt_and_check(victim: u64, delta: u64) {
     {
         assert_eq!(s.get(h).unwrap().unwrap(), block(i as u64), "block {i}");
     }
+    check_batched_reads(&s, &hashes, victim, &seg, off);
+}
+
+/// The batched read path (neighbouring records in one read) reports the same record and
+/// still returns every other block intact.
+fn check_batched_reads(s: &DataDir, hashes: &[HashCode], victim: u64, seg: &str, off: u64) {
+    let (mut buf, mut ranges) = (Vec::new(), Vec::new());
+    match s.get_many_into(hashes, &mut buf, &mut ranges) {
+        Err(Error::Corrupt {
+            location, offset, ..
+        }) => assert_eq!((location.as_str(), offset), (seg, off)),
+        other => panic!("a batch with the corrupt block gave {other:?}"),
+    }
+    let (good, idx): (Vec<HashCode>, Vec<u64>) = hashes
+        .iter()
+        .zip(0u64..)
+        .filter(|(_, i)| *i != victim)
+        .map(|(h, i)| (*h, i))
+        .unzip();
+    s.get_many_into(&good, &mut buf, &mut ranges).unwrap();
+    for (r, i) in ranges.iter().zip(idx) {
+        assert_eq!(buf[r.clone()], block(i)[..], "block {i}");
+    }
 }
 
 #[test]
@@ -177,6 +200,12 @@ fn legacy_record_corruption_is_caught_by_rehash() {
     .unwrap();
     flip(&store.join("data").join(name), off + 3);
     assert!(matches!(s.get(&victim), Err(Error::Corrupt { .. })));
+    let all: Vec<HashCode> = blocks.iter().map(|b| HashAlg::Blake3.hash(b)).collect();
+    let (mut buf, mut ranges) = (Vec::new(), Vec::new());
+    assert!(matches!(
+        s.get_many_into(&all, &mut buf, &mut ranges),
+        Err(Error::Corrupt { .. })
+    ));
     let report = s.verify().unwrap();
     assert_eq!(report.corrupt.len(), 1);
     assert_eq!(report.corrupt[0].segment, name);

@@ -518,3 +518,50 @@ fn legacy_csvt_store_opened_writable_is_indexed_in_place() {
         .collect();
     assert_eq!(legacy_after, vtd, "legacy segment was modified");
 }
+
+/// `get_many_into` returns exactly what `get` does, for any order, repeats, pending and
+/// committed blocks across segments, into a reused buffer; a missing block is NotFound.
+#[test]
+fn batched_reads_match_single_reads() {
+    use proptest::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let small_segments = DataDirOptions {
+        segment_size: 40_000,
+        ..opts()
+    };
+    let s = DataDir::create(dir.path().join("s"), small_segments).unwrap();
+    let mut hashes = add_range(&s, 0..60);
+    s.commit().unwrap();
+    hashes.extend(add_range(&s, 60..90)); // pending
+    let missing = HashAlg::Blake3.hash(b"never stored");
+    let scratch = std::cell::RefCell::new((Vec::new(), Vec::new()));
+    let mut runner = proptest::test_runner::TestRunner::default();
+    let picks = proptest::collection::vec((0usize..90, 0usize..3), 0..40);
+    runner
+        .run(&picks, |picks| {
+            // Mostly runs of neighbours (as a save writes them), some jumps and repeats.
+            let mut at = 0;
+            let want: Vec<usize> = picks
+                .iter()
+                .map(|&(i, step)| {
+                    at = if step == 0 { i } else { (at + step - 1) % 90 };
+                    at
+                })
+                .collect();
+            let hs: Vec<HashCode> = want.iter().map(|&i| hashes[i]).collect();
+            let (buf, ranges) = &mut *scratch.borrow_mut();
+            s.get_many_into(&hs, buf, ranges).unwrap();
+            prop_assert_eq!(ranges.len(), want.len());
+            for (r, &i) in ranges.iter().zip(&want) {
+                prop_assert_eq!(&buf[r.clone()], &block(i as u64)[..]);
+            }
+            Ok(())
+        })
+        .unwrap();
+    let with_missing = [hashes[0], missing, hashes[1]];
+    let (buf, ranges) = &mut *scratch.borrow_mut();
+    assert!(matches!(
+        s.get_many_into(&with_missing, buf, ranges),
+        Err(Error::NotFound(h)) if h == missing
+    ));
+}

@@ -34,7 +34,8 @@ const FSX_OPS: u64 = 10_000;
 /// fsx settings: beyond its defaults (pread/pwrite, mmap reads and writes,
 /// truncates), files up to 4 MiB (several chunks) and the operations that make
 /// the mount commit and re-read content: close and reopen, fsync, fdatasync,
-/// plus msync invalidation, sendfile, copy_file_range, fadvise and fallocate.
+/// plus msync invalidation, sendfile, copy_file_range, fadvise, fallocate and
+/// hole punching.
 const FSX_CONFIG: &str = "flen = 4194304
 [weights]
 close_open = 2
@@ -50,6 +51,7 @@ sendfile = 1
 copy_file_range = 1
 posix_fadvise = 1
 posix_fallocate = 1
+punch_hole = 1
 ";
 
 /// Finds `tool` on PATH or in cargo's bin directory and checks its version.

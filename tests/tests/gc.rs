@@ -241,6 +241,23 @@ fn forget_five_of_six_then_gc_matches_a_fresh_store() {
         (after as f64) <= want as f64 * 1.10,
         "after GC {after} bytes (from {before}), fresh store {want}"
     );
+    // With the index file compacted too (as `vt compact` does), the whole store.
+    let mut s = s;
+    let (index_before, index_after) = s.compact_index().unwrap();
+    assert!(
+        index_after <= index_before,
+        "{index_before} -> {index_after}"
+    );
+    let total = |d: &DataDir| {
+        let i = d.info().unwrap();
+        i.segment_bytes + i.index_bytes
+    };
+    let (got, want) = (total(&s), total(&fresh));
+    eprintln!("index {index_before} -> {index_after}; store {got}, fresh store {want}");
+    assert!(
+        (got as f64) <= want as f64 * 1.10,
+        "store {got} bytes after GC and index compaction, fresh store {want}"
+    );
     assert!(s.verify().unwrap().is_ok());
     let out = dir.path().join("restored");
     let topts = TreeOptions {

@@ -1,4 +1,5 @@
-//! `vt compact`: a GC that rewrites every segment holding any dead space.
+//! `vt compact`: a GC that rewrites every segment holding any dead space, then compacts
+//! the index file.
 
 use super::Context;
 
@@ -32,6 +33,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode>
             grace: args.grace.clone(),
             forget_missing: args.forget_missing,
             limit_rate: args.limit_rate,
+            compact_index: true,
         },
     )
 }

@@ -5,6 +5,12 @@ use crate::output::human_bytes;
 use anyhow::Context as _;
 use vt_engine::gc::{self, retention::parse_duration, GcOptions, GcReport};
 
+/// redb page cache of a GC run. GC reads the index in sequential scans and sorted
+/// updates, which a big cache barely helps; the default (512 MiB) would fill up during
+/// the scans of a large store and dominate the memory of the run (BENCHMARKS.md: 661 MiB
+/// peak for a mark over 10M blocks with it, 199 MiB with 64 MiB).
+const GC_INDEX_CACHE: usize = 64 << 20;
+
 /// Arguments of `vt gc` (and, with another default threshold, `vt compact`).
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -23,6 +29,9 @@ pub struct Args {
     /// Copy at most this many MB per second.
     #[arg(long, value_name = "MB/s")]
     pub limit_rate: Option<f64>,
+    /// Also compact the index file afterwards (`vt compact` does).
+    #[arg(skip)]
+    pub compact_index: bool,
 }
 
 /// Runs a GC with `args` and prints the plan (always for a dry run, else when verbose)
@@ -31,7 +40,9 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode>
     if !(0.0..=1.0).contains(&args.threshold) {
         anyhow::bail!("--threshold must be between 0 and 1");
     }
-    let store = ctx.spec.open_datadir(ctx.hash, false)?;
+    let mut store = ctx
+        .spec
+        .open_datadir_cache(ctx.hash, false, GC_INDEX_CACHE)?;
     let opts = GcOptions {
         threshold: args.threshold,
         grace: parse_duration(&args.grace)?,
@@ -42,6 +53,18 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode>
     };
     let report = gc::run(&store, &opts, None).context("gc")?;
     print_report(ctx, args.dry_run, &report);
+    if args.compact_index && !args.dry_run {
+        let store = std::sync::Arc::get_mut(&mut store)
+            .context("the store handle is shared: cannot compact the index")?;
+        let (before, after) = store.compact_index().context("compacting the index")?;
+        if !ctx.quiet {
+            println!(
+                "index file {} -> {}",
+                human_bytes(before),
+                human_bytes(after)
+            );
+        }
+    }
     Ok(std::process::ExitCode::SUCCESS)
 }
 

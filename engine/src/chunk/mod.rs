@@ -287,7 +287,12 @@ mod tests {
         ) {
             let data = if zeros { vec![0u8; len] } else { pseudo_random(len, seed) };
             for kind in [ChunkerKind::Csvt, ChunkerKind::Default(small_params())] {
-                let whole = cut_offsets(kind, &data);
+                let mut whole = cut_offsets(kind, &data);
+                // A cut exactly at EOF (a forced cut when the length is a multiple of
+                // the maximum) starts no chunk; the streamed helper drops it too.
+                if whole.last() == Some(&data.len()) {
+                    whole.pop();
+                }
                 prop_assert_eq!(streamed_offsets(kind, &data, &sizes), whole.clone());
                 prop_assert_eq!(streamed_offsets(kind, &data, &[1]), whole);
             }

@@ -220,6 +220,61 @@ impl FileBuf {
         Ok(())
     }
 
+    /// Makes `[off, off + len)` (clipped to the size) read as zeros. Modified
+    /// pages past the visible base are dropped; a range reaching the end of the
+    /// visible base cuts the base there; only zeros over stored bytes that
+    /// stay visible take modified pages.
+    pub fn zero_range(&mut self, store: &dyn Store, off: u64, len: u64) -> Result<()> {
+        let end = off.saturating_add(len).min(self.size);
+        if off >= end {
+            return Ok(());
+        }
+        // Partial pages at both edges are written; whole pages in between are
+        // handled without writing.
+        let first_whole = off.div_ceil(PAGE);
+        let end_whole = end / PAGE;
+        if first_whole >= end_whole {
+            return self.write(store, off, &vec![0; (end - off) as usize]);
+        }
+        self.write(store, off, &vec![0; (first_whole * PAGE - off) as usize])?;
+        self.write(
+            store,
+            end_whole * PAGE,
+            &vec![0; (end - end_whole * PAGE) as usize],
+        )?;
+        let (lo, hi) = (first_whole * PAGE, end_whole * PAGE);
+        if end >= self.base_len {
+            // Every stored byte from `lo` on is zeroed or on the last edge page.
+            self.base_len = self.base_len.min(lo);
+            // Like a truncation: a snapshot being committed must not show those
+            // stored bytes again when it is installed.
+            self.low = self.low.min(lo);
+        }
+        let whole: Vec<u64> = self
+            .pages
+            .range(first_whole..end_whole)
+            .map(|(i, _)| *i)
+            .collect();
+        for i in whole {
+            self.pages.remove(&i);
+        }
+        // Whole pages over stored bytes that stay visible: explicit zero pages.
+        self.gen += 1;
+        let mut at = lo;
+        // They carry a new generation, so installing a snapshot taken
+        // before keeps them.
+        while at < hi.min(self.base_len) {
+            let page = Page {
+                data: Arc::new(vec![0; PAGE as usize]),
+                gen: self.gen,
+            };
+            self.pages.insert(at / PAGE, page);
+            self.fresh += 1;
+            at += PAGE;
+        }
+        Ok(())
+    }
+
     /// Sets the size; bytes past a shrunk end read as zeros if it grows again.
     pub fn truncate(&mut self, size: u64) {
         self.gen += 1;

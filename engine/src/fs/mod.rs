@@ -475,6 +475,13 @@ impl Fs {
         Ok(a)
     }
 
+    /// Hands out one more reference to `ino`: for each entry (other than `.`
+    /// and `..`) a `readdirplus` reply carried, as the kernel counts those too.
+    pub fn remember(&self, ino: Ino) -> FsResult<()> {
+        self.state.lock().node_mut(ino)?.nlookup += 1;
+        Ok(())
+    }
+
     /// Drops `n` references to `ino`. Every successful `lookup`, `create`,
     /// `mknod`, `mkdir`, `symlink` and `link` hands out one reference (as the
     /// kernel counts them). A node with no links, handles or references is
@@ -753,6 +760,69 @@ impl Fs {
         while over(st) {
             self.committer.done.wait(st);
         }
+    }
+
+    /// `fallocate(2)` on file `ino`: `mode` 0 grows the file to cover the
+    /// range, `FALLOC_FL_KEEP_SIZE` alone changes nothing (space is not
+    /// reserved: the store has no fixed size), `FALLOC_FL_PUNCH_HOLE` (with
+    /// `KEEP_SIZE`) and `FALLOC_FL_ZERO_RANGE` make the range read as zeros,
+    /// which become RLE leaves. Other modes give `EOPNOTSUPP`.
+    pub fn fallocate(&self, ino: Ino, offset: u64, len: u64, mode: i32) -> FsResult<()> {
+        self.check_write()?;
+        let keep = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
+        let punch = mode & libc::FALLOC_FL_PUNCH_HOLE != 0;
+        let zero = mode & libc::FALLOC_FL_ZERO_RANGE != 0;
+        let known =
+            libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE;
+        if mode & !known != 0 || (punch && (zero || !keep)) {
+            return Err(FsError::NotSupported);
+        }
+        let end = offset.checked_add(len).ok_or(FsError::TooBig)?;
+        if len == 0 {
+            return Err(FsError::Invalid);
+        }
+        if end > MAX_FILE_SIZE {
+            return Err(FsError::TooBig);
+        }
+        let mut st = self.state.lock();
+        let n = st.node_mut(ino)?;
+        // A commit running outside the lock installs its snapshot later: committing
+        // here too would let that install hide these changes.
+        let committing = n.committing;
+        let Body::File(f) = &mut n.body else {
+            return Err(if n.is_dir() {
+                FsError::IsDir
+            } else {
+                FsError::Invalid
+            });
+        };
+        let zeroes_data = (punch || zero) && offset < f.size();
+        if zeroes_data && self.opts.mode == FsMode::AppendOnly {
+            return Err(FsError::Perm);
+        }
+        let grows = !keep && end > f.size();
+        if zeroes_data {
+            // In pieces, committing like writes do, so memory stays bounded.
+            let mut at = offset;
+            while at < end.min(f.size()) {
+                let piece = (end - at).min(self.opts.dirty_limit.max(PAGE));
+                f.zero_range(self.store.as_ref(), at, piece)?;
+                if !committing && f.dirty_bytes() > self.opts.dirty_limit {
+                    f.commit(self.store.as_ref(), &self.opts.blockify)?;
+                }
+                at += piece;
+            }
+        }
+        if grows {
+            f.truncate(end);
+        }
+        if zeroes_data || grows {
+            let t = now_ns();
+            n.meta.mtime_ns = Some(t);
+            n.ctime_ns = t;
+            st.changed = true;
+        }
+        Ok(())
     }
 
     /// A new node's meta: mode, owner (group from a setgid parent), times.

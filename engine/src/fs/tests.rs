@@ -905,11 +905,14 @@ proptest! {
             match o {
                 Op::Write(off, d) => {
                     fs.write(f, off, &d).unwrap();
+                    // A write of nothing changes nothing, even past the end.
                     let end = off as usize + d.len();
-                    if !d.is_empty() && model.len() < end {
-                        model.resize(end, 0);
+                    if !d.is_empty() {
+                        if model.len() < end {
+                            model.resize(end, 0);
+                        }
+                        model[off as usize..end].copy_from_slice(&d);
                     }
-                    model[off as usize..end].copy_from_slice(&d);
                 }
                 Op::Truncate(n) => {
                     fs.setattr(f, &SetAttr { size: Some(n), ..Default::default() }).unwrap();
@@ -968,4 +971,51 @@ fn overwrites_reuse_the_stored_leaves_after_the_change() {
             "{reads} blocks read for a {len}-byte overwrite at {off}"
         );
     }
+}
+
+#[test]
+fn fallocate_grows_punches_and_zeroes() {
+    let (s, fs) = rw();
+    let mut model: Vec<u8> = (0..1_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let f = new_file(&fs, ROOT_INO, "f", &model);
+    let keep = libc::FALLOC_FL_KEEP_SIZE;
+    let punch = libc::FALLOC_FL_PUNCH_HOLE | keep;
+    // Reserving space changes nothing; mode 0 grows the file.
+    fs.fallocate(f, 0, 2_000_000, keep).unwrap();
+    assert_eq!(fs.getattr(f).unwrap().size, 1_000_000);
+    fs.fallocate(f, 900_000, 200_000, 0).unwrap();
+    model.resize(1_100_000, 0);
+    // Holes over stored bytes (whole pages and partial ones), committed or not.
+    for (off, len) in [(100_000u64, 300_000u64), (5, 10), (70_000, 70_000)] {
+        fs.fallocate(f, off, len, punch).unwrap();
+        model[off as usize..(off + len) as usize].fill(0);
+        assert!(read_file(&fs, f) == model, "after punching {off}+{len}");
+    }
+    assert_eq!(content_ref(&fs, f), one_shot(&s, &model));
+    // A hole reaching the end cuts the stored content; the size stays.
+    fs.fallocate(f, 650_000, 10_000_000, punch).unwrap();
+    model[650_000..].fill(0);
+    assert!(read_file(&fs, f) == model);
+    assert_eq!(content_ref(&fs, f), one_shot(&s, &model));
+    // Zeroing a range may grow the file.
+    fs.fallocate(f, 1_000_000, 200_000, libc::FALLOC_FL_ZERO_RANGE)
+        .unwrap();
+    model.resize(1_200_000, 0);
+    assert!(read_file(&fs, f) == model);
+    assert_eq!(content_ref(&fs, f), one_shot(&s, &model));
+    // Refusals.
+    assert_eq!(
+        errno(fs.fallocate(f, 0, 10, libc::FALLOC_FL_PUNCH_HOLE)),
+        libc::EOPNOTSUPP
+    );
+    assert_eq!(errno(fs.fallocate(f, 0, 10, 0x40)), libc::EOPNOTSUPP);
+    assert_eq!(errno(fs.fallocate(f, 0, 0, 0)), libc::EINVAL);
+    assert_eq!(errno(fs.fallocate(ROOT_INO, 0, 10, 0)), libc::EISDIR);
+    let ao = Fs::new(s.clone(), &fs.root().unwrap(), opts(FsMode::AppendOnly)).unwrap();
+    let g = ao.lookup(ROOT_INO, b"f").unwrap().ino;
+    assert_eq!(errno(ao.fallocate(g, 0, 10, punch)), libc::EPERM);
+    ao.fallocate(g, 0, 2_000_000, 0).unwrap();
+    assert_eq!(ao.getattr(g).unwrap().size, 2_000_000);
 }

@@ -1,7 +1,7 @@
 //! The executor: carries out a [`Plan`].
 //!
 //! 1. **Copy**: live records of the segments to rewrite are copied, raw, into new
-//!    segments. Each new segment is named in the `gc_new` intent record before its file
+//!    segments (neighbouring records read together, output written in 1 MiB pieces). Each new segment is named in the `gc_new` intent record before its file
 //!    is created, synced (file and directory) when full, then switched in: one index
 //!    transaction re-points its blocks and registers it. Old segments stay indexed.
 //! 2. **Final switch** (writer lock and touch lock held): blocks re-referenced during
@@ -19,7 +19,7 @@ use super::StopFlag;
 use crate::error::{Error, Result};
 use crate::hash::HashAlg;
 use crate::index::{GcSwitch, IndexKey, Location, SegmentId, FLAG_CODEC_MASK};
-use crate::segment::SEGMENT_HEADER_LEN;
+use crate::segment::{check_record_crc, REC_FIXED_LEN, SEGMENT_HEADER_LEN};
 use crate::store::datadir::{DataDir, SegmentFile, Writer};
 use crate::store::datadir_gc::{encode_names, GcSession, META_GC_RETIRED};
 use std::collections::HashSet;
@@ -28,6 +28,13 @@ use std::time::{Duration, Instant};
 
 /// Live blocks gathered per pass over the index (bounds the executor's memory).
 const BLOCKS_PER_PASS: usize = 1 << 20;
+/// Live records of one segment are read together while they span at most this much...
+const READ_SPAN: u64 = 4 << 20;
+/// ...and no gap between two of them (dead records) is longer than this: reading a
+/// short gap costs less than another system call.
+const READ_GAP: u64 = 64 << 10;
+/// Output is written in pieces of about this size.
+const WRITE_CHUNK: usize = 1 << 20;
 
 /// Pacing and stopping.
 #[derive(Debug)]
@@ -67,7 +74,10 @@ pub struct ExecStats {
 struct Output {
     id: SegmentId,
     seg: SegmentFile,
+    /// Logical end: the file's length once `buf` is written.
     end: u64,
+    /// Records appended but not written yet (they start at `end - buf.len()`).
+    buf: Vec<u8>,
     moves: Vec<(IndexKey, SegmentId, Location)>,
 }
 
@@ -158,9 +168,7 @@ fn copy_all(
         blocks += u.live_blocks as usize;
         if blocks >= BLOCKS_PER_PASS || i + 1 == rewrite.len() {
             let live = gather(store, &group, marks, cutoff)?;
-            for (key, loc) in live {
-                copy_record(store, key, loc, pace, out, st)?;
-            }
+            copy_records(store, &live, pace, out, st)?;
             group.clear();
             blocks = 0;
         }
@@ -196,16 +204,66 @@ fn digest_len(key: &IndexKey) -> Result<usize> {
     Ok(HashAlg::from_hashenum(u64::from(key[32]))?.digest_len())
 }
 
-/// Appends the raw record of `key` to the output segment (starting one when needed).
-fn copy_record(
+fn rec_len(key: &IndexKey, loc: &Location) -> Result<u64> {
+    Ok((REC_FIXED_LEN + digest_len(key)?) as u64 + u64::from(loc.stored_len))
+}
+
+/// Copies `live` (in segment and offset order), reading neighbouring records of a segment
+/// with one read (see [`READ_SPAN`]) and checking each record's checksum.
+fn copy_records(
     store: &DataDir,
-    key: IndexKey,
-    loc: Location,
+    live: &[(IndexKey, Location)],
     pace: &mut Pace<'_>,
     out: &mut Option<Output>,
     st: &mut ExecStats,
 ) -> Result<()> {
-    let rec = store.gc_read_record(&loc, digest_len(&key)?)?;
+    let mut i = 0;
+    while i < live.len() {
+        let (seg, start) = (live[i].1.segment, live[i].1.offset);
+        let mut end = start + rec_len(&live[i].0, &live[i].1)?;
+        let mut j = i + 1;
+        while let Some((k, l)) = live.get(j) {
+            let next_end = l.offset + rec_len(k, l)?;
+            if l.segment != seg || l.offset < end || l.offset - end > READ_GAP {
+                break;
+            }
+            if next_end - start > READ_SPAN {
+                break;
+            }
+            end = next_end;
+            j += 1;
+        }
+        let span = store.gc_read_span(seg, start, usize::try_from(end - start).unwrap_or(0))?;
+        for (key, loc) in &live[i..j] {
+            let at = (loc.offset - start) as usize;
+            let rec = span
+                .get(at..at + rec_len(key, loc)? as usize)
+                .filter(|r| check_record_crc(r));
+            let Some(rec) = rec else {
+                let name = store.segment_file(seg)?.name;
+                return Err(Error::corrupt(
+                    &name,
+                    loc.offset,
+                    "record checksum mismatch",
+                ));
+            };
+            copy_record(store, *key, *loc, rec, pace, out, st)?;
+        }
+        i = j;
+    }
+    Ok(())
+}
+
+/// Appends the raw record `rec` of `key` to the output segment (starting one when needed).
+fn copy_record(
+    store: &DataDir,
+    key: IndexKey,
+    loc: Location,
+    rec: &[u8],
+    pace: &mut Pace<'_>,
+    out: &mut Option<Output>,
+    st: &mut ExecStats,
+) -> Result<()> {
     let len = rec.len() as u64;
     let full = out
         .as_ref()
@@ -222,7 +280,7 @@ fn copy_record(
     let Some(o) = out.as_mut() else {
         return Err(Error::Index("no GC output segment".into()));
     };
-    append(o, key, &loc, &rec)?;
+    append(o, key, &loc, rec)?;
     st.bytes_copied += len;
     pace.after_copy(store, len)
 }
@@ -233,15 +291,27 @@ fn start_output(store: &DataDir, w: &mut Writer) -> Result<Output> {
         id,
         seg,
         end: SEGMENT_HEADER_LEN,
+        buf: Vec::with_capacity(WRITE_CHUNK + (64 << 10)),
         moves: Vec::new(),
     })
 }
 
-fn append(o: &mut Output, key: IndexKey, loc: &Location, rec: &[u8]) -> Result<()> {
+/// Writes the buffered records to the file.
+fn flush(o: &mut Output) -> Result<()> {
+    if o.buf.is_empty() {
+        return Ok(());
+    }
+    let at = o.end - o.buf.len() as u64;
     o.seg
         .file
-        .write_at(rec, o.end)
+        .write_at(&o.buf, at)
         .map_err(|e| Error::io(format!("appending to segment {}", o.seg.name), e))?;
+    o.buf.clear();
+    Ok(())
+}
+
+fn append(o: &mut Output, key: IndexKey, loc: &Location, rec: &[u8]) -> Result<()> {
+    o.buf.extend_from_slice(rec);
     let new = Location {
         segment: o.id,
         offset: o.end,
@@ -250,11 +320,15 @@ fn append(o: &mut Output, key: IndexKey, loc: &Location, rec: &[u8]) -> Result<(
     };
     o.moves.push((key, loc.segment, new));
     o.end += rec.len() as u64;
+    if o.buf.len() >= WRITE_CHUNK {
+        flush(o)?;
+    }
     Ok(())
 }
 
 /// Syncs a full output segment and switches its blocks over.
-fn finish(store: &DataDir, o: Output, st: &mut ExecStats) -> Result<()> {
+fn finish(store: &DataDir, mut o: Output, st: &mut ExecStats) -> Result<()> {
+    flush(&mut o)?;
     store.gc_sync_segment(&o.seg)?;
     let _w = store.writer()?.lock();
     let done = store.gc_switch_in(o.id, &o.seg, o.end, o.moves, GcSwitch::default())?;
@@ -297,6 +371,7 @@ fn final_switch(store: &DataDir, plan: &Plan, marks: &mut Marks, st: &mut ExecSt
                 append(&mut o, *key, loc, &rec)?;
                 st.bytes_copied += rec.len() as u64;
             }
+            flush(&mut o)?;
             store.gc_sync_segment(&o.seg)?;
             st.bytes_written += o.end;
             st.segments_written += 1;

@@ -488,6 +488,21 @@ impl DataDir {
         self.index.get(key)
     }
 
+    /// [`lookup`](Self::lookup) of many keys, in one index snapshot.
+    pub(crate) fn lookup_many(&self, keys: &[IndexKey]) -> Result<Vec<Option<Location>>> {
+        let p = self.pending.read();
+        if p.blocks.is_empty() {
+            drop(p);
+            return self.index.get_many(keys);
+        }
+        keys.iter()
+            .map(|k| match p.blocks.get(k) {
+                Some(loc) => Ok(Some(*loc)),
+                None => self.index.get(k),
+            })
+            .collect()
+    }
+
     pub(crate) fn present(&self, key: &IndexKey) -> Result<bool> {
         if !self.index.may_contain(key) {
             return Ok(false);
@@ -1094,6 +1109,26 @@ fn legacy_hash_alg(fs: &dyn Fs, path: &Path) -> Option<HashAlg> {
     })
 }
 
+impl Drop for DataDir {
+    /// A writer gives back the index file's free pages when they are most of it (see
+    /// [`Index::compact_if_sparse`]); best effort: a failure leaves a valid, larger file.
+    fn drop(&mut self) {
+        if self.writer.is_none() {
+            return;
+        }
+        let index_path = self.path.join(INDEX_FILE);
+        let Ok(len) = self
+            .opts
+            .fs
+            .open(&index_path, OpenMode::Read)
+            .and_then(|f| f.len())
+        else {
+            return;
+        };
+        let _ = self.index.compact_if_sparse(len);
+    }
+}
+
 impl Store for DataDir {
     fn hash_alg(&self) -> HashAlg {
         self.hash_alg
@@ -1165,6 +1200,15 @@ impl Store for DataDir {
             ));
         }
         Ok(Some(n))
+    }
+
+    fn get_many_into(
+        &self,
+        hashes: &[HashCode],
+        buf: &mut Vec<u8>,
+        ranges: &mut Vec<std::ops::Range<usize>>,
+    ) -> Result<()> {
+        self.read_many(hashes, buf, ranges)
     }
 
     fn contains(&self, hash: &HashCode) -> Result<bool> {

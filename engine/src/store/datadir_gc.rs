@@ -10,7 +10,9 @@
 //! - `gc_retired`: names of segments the index dropped whose files may still exist;
 //! - `gc_last`: a summary of the last completed GC (`key=value` lines).
 
-use super::datadir::{parse_segment_name, segment_name, DataDir, SegmentFile, Writer, DATA_DIR};
+use super::datadir::{
+    parse_segment_name, segment_name, DataDir, SegmentFile, Writer, DATA_DIR, INDEX_FILE,
+};
 use crate::error::{Error, IoContext, Result};
 use crate::gc::roots::Root;
 use crate::index::{GcSwitch, IndexKey, Location, SegmentId, SegmentInfo, FLAG_INDIRECT_COMPLETE};
@@ -576,6 +578,25 @@ impl DataDir {
         Ok(info)
     }
 
+    /// Compacts the index file (see [`crate::index::Index::compact_file`]) and returns its
+    /// length before and after. A GC removes entries, but the index file keeps its size
+    /// (its free pages are reused by later commits) until compacted. Takes `&mut self`:
+    /// no other thread may use the handle meanwhile. Fails on a read-only handle and on
+    /// index errors.
+    pub fn compact_index(&mut self) -> Result<(u64, u64)> {
+        let len = |s: &Self| {
+            s.opts
+                .fs
+                .open(&s.path.join(INDEX_FILE), OpenMode::Read)
+                .and_then(|f| f.len())
+                .unwrap_or(0)
+        };
+        let before = len(self);
+        self.writer()?;
+        self.index.compact_file()?;
+        Ok((before, len(self)))
+    }
+
     /// Index rows of every segment, with the file length.
     pub(crate) fn gc_segments(&self) -> Result<Vec<(SegmentId, SegmentInfo, u64)>> {
         let mut out = Vec::new();
@@ -586,6 +607,17 @@ impl DataDir {
             out.push((id, info, len));
         }
         Ok(out)
+    }
+
+    /// Reads `len` bytes of segment `id` at `offset` (several records and the gaps between
+    /// them, in one read).
+    pub(crate) fn gc_read_span(&self, id: SegmentId, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let seg = self.segment_file(id)?;
+        let mut buf = vec![0u8; len];
+        seg.file
+            .read_at(&mut buf, offset)
+            .map_err(|e| Error::corrupt(&seg.name, offset, format!("cannot read records: {e}")))?;
+        Ok(buf)
     }
 
     /// Reads the raw bytes of the version-1 record at `loc` and checks its checksum.

@@ -16,6 +16,7 @@ use crate::hash::{HashAlg, HashCode};
 
 pub mod datadir;
 pub(crate) mod datadir_gc;
+mod datadir_read;
 pub use datadir::{DataDir, DataDirOptions};
 
 /// A mapping hashcode → bytes.
@@ -90,6 +91,32 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         buf[..data.len()].copy_from_slice(&data);
         Ok(Some(data.len()))
     }
+
+    /// Reads the blocks `hashes` into `buf` and sets `ranges` to where each one is, in
+    /// order. `buf` is scratch: it grows when needed and is never shrunk or zeroed, so a
+    /// reused buffer costs no allocation. Stores that can fetch neighbouring blocks with
+    /// one read. Every block is verified as [`get`](Store::get) does; a missing one fails
+    /// with [`Error::NotFound`].
+    fn get_many_into(
+        &self,
+        hashes: &[HashCode],
+        buf: &mut Vec<u8>,
+        ranges: &mut Vec<std::ops::Range<usize>>,
+    ) -> Result<()> {
+        ranges.clear();
+        let mut pos = 0;
+        for h in hashes {
+            let data = self.get_required(h)?;
+            let end = pos + data.len();
+            if buf.len() < end {
+                buf.resize(end, 0);
+            }
+            buf[pos..end].copy_from_slice(&data);
+            ranges.push(pos..end);
+            pos = end;
+        }
+        Ok(())
+    }
 }
 
 impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
@@ -107,6 +134,14 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn get_into(&self, hash: &HashCode, buf: &mut Vec<u8>) -> Result<Option<usize>> {
         (**self).get_into(hash, buf)
+    }
+    fn get_many_into(
+        &self,
+        hashes: &[HashCode],
+        buf: &mut Vec<u8>,
+        ranges: &mut Vec<std::ops::Range<usize>>,
+    ) -> Result<()> {
+        (**self).get_many_into(hashes, buf, ranges)
     }
     fn contains(&self, hash: &HashCode) -> Result<bool> {
         (**self).contains(hash)

@@ -147,44 +147,46 @@ pub struct TreeStats {
 }
 
 /// Walks a stored tree and counts its entries.
+///
+/// The walk keeps its own stack, so a hostile tree nested arbitrarily deep cannot
+/// overflow the thread's stack.
 pub fn stats(store: &dyn Store, d: &Dirent) -> Result<TreeStats> {
     let mut s = TreeStats::default();
-    count(store, d, &mut s)?;
+    let mut todo = vec![d.clone()];
+    while let Some(d) = todo.pop() {
+        match d.kind {
+            DirentKind::Dir => {
+                s.dirs += 1;
+                todo.extend(read_dir_entries(store, &d)?);
+            }
+            DirentKind::File | DirentKind::Indirect => {
+                s.files += 1;
+                s.bytes = s
+                    .bytes
+                    .saturating_add(d.block.as_ref().map_or(0, BlockRef::span));
+            }
+            DirentKind::Symlink => s.symlinks += 1,
+        }
+    }
     Ok(s)
 }
 
-fn count(store: &dyn Store, d: &Dirent, s: &mut TreeStats) -> Result<()> {
-    match d.kind {
-        DirentKind::Dir => {
-            s.dirs += 1;
-            for c in read_dir_entries(store, d)? {
-                count(store, &c, s)?;
+/// Checks that every block of the tree is present, marking complete indirect blocks.
+///
+/// Like [`stats`], the walk keeps its own stack (no recursion per directory level).
+pub fn check_present(store: &dyn Store, d: &Dirent) -> Result<()> {
+    let mut todo = vec![d.clone()];
+    while let Some(d) = todo.pop() {
+        if let Some(b) = &d.block {
+            if !read::ensure_complete(store, b)? {
+                return Err(Error::bad(format!(
+                    "{}: blocks of the tree are missing",
+                    String::from_utf8_lossy(&d.name)
+                )));
             }
         }
-        DirentKind::File | DirentKind::Indirect => {
-            s.files += 1;
-            s.bytes = s
-                .bytes
-                .saturating_add(d.block.as_ref().map_or(0, BlockRef::span));
-        }
-        DirentKind::Symlink => s.symlinks += 1,
-    }
-    Ok(())
-}
-
-/// Checks that every block of the tree is present, marking complete indirect blocks.
-pub fn check_present(store: &dyn Store, d: &Dirent) -> Result<()> {
-    if let Some(b) = &d.block {
-        if !read::ensure_complete(store, b)? {
-            return Err(Error::bad(format!(
-                "{}: blocks of the tree are missing",
-                String::from_utf8_lossy(&d.name)
-            )));
-        }
-    }
-    if d.kind == DirentKind::Dir {
-        for c in read_dir_entries(store, d)? {
-            check_present(store, &c)?;
+        if d.kind == DirentKind::Dir {
+            todo.extend(read_dir_entries(store, &d)?);
         }
     }
     Ok(())

@@ -68,6 +68,8 @@ struct Walker<'a> {
     names: NameCache,
     jobs: Vec<FileJob>,
     links: HashMap<(u64, u64), Uuid>,
+    /// Names found for each hard-link group (by its UUID).
+    link_names: HashMap<Uuid, usize>,
     root_dev: u64,
 }
 
@@ -95,11 +97,13 @@ pub fn pack(
         names: NameCache::default(),
         jobs: Vec::new(),
         links: HashMap::new(),
+        link_names: HashMap::new(),
         root_dev: m.dev(),
     };
-    let node = w
+    let mut node = w
         .walk(root, name, &m)?
         .ok_or_else(|| Error::bad(format!("{}: cannot pack this kind of file", root.display())))?;
+    drop_lone_links(&mut node, &w.link_names);
     let blocks = store_files(store, &w.jobs, cache, opts, progress)?;
     build(store, node, &blocks, opts)
 }
@@ -174,6 +178,7 @@ impl Walker<'_> {
         let mut uuid = None;
         if m.nlink() > 1 {
             if let Some(u) = self.links.get(&(m.dev(), m.ino())) {
+                *self.link_names.entry(*u).or_default() += 1;
                 return Node::HardLink {
                     name,
                     meta,
@@ -186,6 +191,7 @@ impl Walker<'_> {
             b.copy_from_slice(&digest.as_bytes()[..16]);
             let u = uuid::Builder::from_custom_bytes(b).into_uuid();
             self.links.insert((m.dev(), m.ino()), u);
+            self.link_names.insert(u, 1);
             uuid = Some(u);
         }
         self.progress
@@ -201,6 +207,19 @@ impl Walker<'_> {
             job: self.jobs.len() - 1,
             uuid,
         }
+    }
+}
+
+/// Clears the UUID of files whose other names all lie outside the tree: a UUID only
+/// serves to restore links within it, and one per file would change every directory
+/// block whenever the paths it is derived from change (new dedup-defeating bytes).
+fn drop_lone_links(node: &mut Node, names: &HashMap<Uuid, usize>) {
+    match node {
+        Node::File { uuid, .. } if uuid.is_some_and(|u| names.get(&u).is_none_or(|&n| n < 2)) => {
+            *uuid = None;
+        }
+        Node::Dir { children, .. } => children.iter_mut().for_each(|c| drop_lone_links(c, names)),
+        _ => {}
     }
 }
 
@@ -370,4 +389,54 @@ fn build(store: &dyn Store, node: Node, blocks: &[BlockRef], opts: &TreeOptions)
             d
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dir::DirentKind;
+    use crate::hash::HashAlg;
+    use crate::store::MemoryStore;
+    use crate::tree::read_dir_entries;
+
+    fn pack_dir(store: &MemoryStore, root: &Path) -> Dirent {
+        let opts = TreeOptions {
+            xattrs: false,
+            ..TreeOptions::default()
+        };
+        pack(store, root, None, &opts, &Progress::default()).unwrap()
+    }
+
+    #[test]
+    fn only_hard_links_within_the_tree_get_a_uuid() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("t");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("a"), b"a").unwrap();
+        std::fs::hard_link(root.join("a"), root.join("sub/a2")).unwrap();
+        std::fs::write(root.join("b"), b"b").unwrap();
+        std::fs::hard_link(root.join("b"), dir.path().join("outside")).unwrap();
+        let store = MemoryStore::new(HashAlg::Blake3);
+        let top = read_dir_entries(&store, &pack_dir(&store, &root)).unwrap();
+        let by_name = |es: &[Dirent], n: &[u8]| es.iter().find(|e| e.name == n).cloned().unwrap();
+        let a = by_name(&top, b"a");
+        assert!(a.uuid.is_some());
+        assert_eq!(by_name(&top, b"b").uuid, None);
+        let sub = read_dir_entries(&store, &by_name(&top, b"sub")).unwrap();
+        let a2 = by_name(&sub, b"a2");
+        assert_eq!((a2.kind, a2.uuid), (DirentKind::Indirect, a.uuid));
+    }
+
+    #[test]
+    fn links_leading_outside_do_not_change_the_directory_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("t");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("f"), b"content").unwrap();
+        let store = MemoryStore::new(HashAlg::Blake3);
+        let before = pack_dir(&store, &root);
+        std::fs::hard_link(root.join("f"), dir.path().join("elsewhere")).unwrap();
+        let after = pack_dir(&store, &root);
+        assert_eq!(before.block, after.block);
+    }
 }

@@ -223,8 +223,9 @@ fn write_files(
                     return;
                 }
                 let (path, d) = &files[i];
-                let r = write_file(store, path, d, progress).and_then(|_| {
-                    osmeta::apply(path, &os_meta(&d.meta, 0o644), false, names, apply)
+                // Metadata goes through the still open descriptor: no more path lookups.
+                let r = write_file(store, path, d, progress).and_then(|f| {
+                    osmeta::apply_file(&f, path, &os_meta(&d.meta, 0o644), names, apply)
                 });
                 match r {
                     Ok(w) => warn_all(progress, w),
@@ -245,8 +246,13 @@ fn write_files(
         .collect())
 }
 
-/// Writes one file's content, leaving long zero runs as holes.
-fn write_file(store: &dyn Store, path: &Path, d: &Dirent, progress: &Progress) -> Result<()> {
+/// Writes one file's content, leaving long zero runs as holes; returns the open file.
+fn write_file(
+    store: &dyn Store,
+    path: &Path,
+    d: &Dirent,
+    progress: &Progress,
+) -> Result<std::fs::File> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -284,7 +290,7 @@ fn write_file(store: &dyn Store, path: &Path, d: &Dirent, progress: &Progress) -
             .ctx(|| format!("set length of {}", path.display()))?;
     }
     progress.files.fetch_add(1, Ordering::Relaxed);
-    Ok(())
+    Ok(f)
 }
 
 /// Page size for hole detection.
@@ -298,23 +304,31 @@ struct HoleWriter<'a> {
 }
 
 impl HoleWriter<'_> {
-    /// Writes `b`, turning whole all-zero pages into holes (as `cp --sparse` does).
-    fn write(&mut self, mut b: &[u8]) -> Result<()> {
-        while !b.is_empty() {
+    /// Writes `b`, turning whole all-zero pages into holes (as `cp --sparse` does); the
+    /// data between holes goes out in one write.
+    fn write(&mut self, b: &[u8]) -> Result<()> {
+        let mut at = 0;
+        // Start of the data not yet written or skipped.
+        let mut run = 0;
+        while at < b.len() {
             // Up to the next page boundary of the file position.
-            let n = (PAGE - self.pos % PAGE) as usize;
-            let (piece, rest) = b.split_at(n.min(b.len()));
-            if piece.len() as u64 == PAGE && piece.iter().all(|&x| x == 0) {
+            let pos = self.pos + (at - run) as u64;
+            let n = ((PAGE - pos % PAGE) as usize).min(b.len() - at);
+            let piece = &b[at..at + n];
+            if n as u64 == PAGE && piece.iter().all(|&x| x == 0) {
+                self.write_now(&b[run..at])?;
                 self.hole(PAGE)?;
-            } else {
-                self.write_now(piece)?;
+                run = at + n;
             }
-            b = rest;
+            at += n;
         }
-        Ok(())
+        self.write_now(&b[run..])
     }
 
     fn write_now(&mut self, b: &[u8]) -> Result<()> {
+        if b.is_empty() {
+            return Ok(());
+        }
         if self.seek_pending {
             self.f
                 .seek(SeekFrom::Start(self.pos))
@@ -332,5 +346,46 @@ impl HoleWriter<'_> {
         self.pos += n;
         self.seek_pending = true;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the split into calls and wherever the zero pages fall, the file holds
+        /// exactly the bytes written.
+        #[test]
+        fn hole_writer_keeps_the_content(
+            pages in proptest::collection::vec((any::<bool>(), 1usize..2 * PAGE as usize), 0..12),
+            cuts in proptest::collection::vec(0usize..40_000, 0..6),
+        ) {
+            let data: Vec<u8> = pages
+                .iter()
+                .enumerate()
+                .flat_map(|(i, &(zero, n))| {
+                    std::iter::repeat_n(if zero { 0 } else { i as u8 + 1 }, n)
+                })
+                .collect();
+            let mut cuts: Vec<usize> = cuts.into_iter().filter(|&c| c <= data.len()).collect();
+            cuts.push(0);
+            cuts.push(data.len());
+            cuts.sort_unstable();
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("f");
+            let mut f = std::fs::File::create_new(&path).unwrap();
+            let mut w = HoleWriter { f: &mut f, pos: 0, seek_pending: false, path: &path };
+            for pair in cuts.windows(2) {
+                w.write(&data[pair[0]..pair[1]]).unwrap();
+            }
+            let (end, trailing) = (w.pos, w.seek_pending);
+            if trailing {
+                f.set_len(end).unwrap();
+            }
+            drop(f);
+            prop_assert_eq!(std::fs::read(&path).unwrap(), data);
+        }
     }
 }
