@@ -15,8 +15,7 @@
 # commands; the table gives median wall seconds and each mount figure's ratio to its
 # peer in throughput terms (peer wall / mount wall; for ls, mount wall / ext4 wall).
 # Several VT binaries (e.g. before/after) are measured in the same rounds, each
-# against its own vt cat / vt save. Needs fusermount3 and root (as the mount raises
-# the kernel read-ahead through sysfs, and uses allow_other).
+# against its own vt cat / vt save. Needs fusermount3 and /dev/fuse (root, as in CI).
 set -euo pipefail
 rounds=5 mib=1024 file="" tree="" dir=${TMPDIR:-/tmp}/vt-fusebench
 while getopts "n:s:f:t:d:" o; do
@@ -26,7 +25,7 @@ while getopts "n:s:f:t:d:" o; do
   esac
 done
 shift $((OPTIND - 1))
-[ $# -ge 1 ] || { sed -n 2,19p "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n 2,18p "$0"; exit 2; }
 vts=()
 for v in "$@"; do vts+=("$(realpath "$v")"); done
 vt=${vts[0]}

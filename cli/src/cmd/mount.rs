@@ -308,7 +308,6 @@ fn serve(
                 .with_context(|| format!("mount on {}", mountpoint.display()))?
         }
     };
-    raise_read_ahead(mountpoint);
     if !ctx.quiet {
         eprintln!(
             "vt mount: {} mounted on {}",
@@ -350,27 +349,6 @@ fn serve(
             }
         }
     }
-}
-
-/// Kernel read-ahead (and so the size of FUSE read requests) for this mount, in KiB.
-const READ_AHEAD_KB: u32 = 1024;
-
-/// Raises the kernel's read-ahead for the mount from its 128 KiB default, so a
-/// sequential reader is served in 1 MiB requests instead of 128 KiB ones. FUSE
-/// cannot ask for this in its handshake; the mount's backing device info in sysfs
-/// takes it (writable by root only; otherwise the default stays).
-fn raise_read_ahead(mountpoint: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(mountpoint) else {
-        return;
-    };
-    let dev = meta.dev();
-    let path = format!(
-        "/sys/class/bdi/{}:{}/read_ahead_kb",
-        libc::major(dev),
-        libc::minor(dev)
-    );
-    let _ = std::fs::write(path, READ_AHEAD_KB.to_string());
 }
 
 /// Lazily unmounts `mountpoint` with the first unmount tool that works.
