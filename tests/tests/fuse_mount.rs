@@ -499,3 +499,117 @@ fn transcription_mounts_read_only() {
     m.stop();
     assert_eq!(env.revisions(), 1);
 }
+
+/// `len` pseudo-random bytes from `seed` (xorshift64), with runs of zeros now and then so
+/// some leaves become RLE holes.
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if x % 97 == 0 {
+            out.resize((out.len() + 70_000).min(len), 0);
+        } else {
+            out.extend_from_slice(&x.to_le_bytes()[..(len - out.len()).min(8)]);
+        }
+    }
+    out
+}
+
+/// One writer's rounds: write files, overwrite a range in place, truncate, read its own
+/// and its neighbour's files back, all while the mount commits in the background and
+/// records a revision every second. Runs until `done` says so (after at least one round).
+/// Returns the final content of every file it owns.
+fn churn(mnt: &Path, who: u64, done: &dyn Fn(u64) -> bool) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut owned = Vec::new();
+    for r in 0.. {
+        if r > 0 && done(r) {
+            break;
+        }
+        let dir = mnt.join(format!("w{who}-{r}"));
+        fs::create_dir(&dir).unwrap();
+        for (i, len) in [0usize, 1, 4096, 100_000, 3_000_000]
+            .into_iter()
+            .enumerate()
+        {
+            let p = dir.join(format!("f{i}"));
+            let mut want = pattern(who << 32 | r << 8 | i as u64, len);
+            fs::write(&p, &want).unwrap();
+            assert_eq!(fs::read(&p).unwrap(), want, "{} after write", p.display());
+            if len > 70_000 {
+                let patch = pattern(!who ^ r, 20_000);
+                let mut f = fs::OpenOptions::new().write(true).open(&p).unwrap();
+                f.seek(SeekFrom::Start(50_000)).unwrap();
+                f.write_all(&patch).unwrap();
+                drop(f);
+                want[50_000..70_000].copy_from_slice(&patch);
+                assert_eq!(fs::read(&p).unwrap(), want, "{} after patch", p.display());
+            }
+            if len > 1_000_000 && r % 2 == 1 {
+                want.truncate(777_777);
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(&p)
+                    .unwrap()
+                    .set_len(want.len() as u64)
+                    .unwrap();
+                assert_eq!(
+                    fs::read(&p).unwrap(),
+                    want,
+                    "{} after truncate",
+                    p.display()
+                );
+            }
+            owned.push((p, want));
+        }
+        // Read a neighbour's latest files while it may be writing: they must read whole
+        // (any content it had at some point), never fail.
+        let other = mnt.join(format!("w{}-{}", (who + 1) % 3, r.saturating_sub(1)));
+        if let Ok(entries) = fs::read_dir(&other) {
+            for e in entries {
+                let e = e.unwrap();
+                if let Err(err) = fs::read(e.path()) {
+                    panic!("reading {}: {err}", e.path().display());
+                }
+            }
+        }
+    }
+    owned
+}
+
+#[test]
+fn concurrent_writers_read_back_during_periodic_syncs() {
+    let env = Env::new();
+    let m = env.mount(&["--sync-interval", "1"]);
+    let mnt = env.mnt();
+    // Keep writing until the mount has recorded revisions in the middle of the churn.
+    let done = |round: u64| round >= 200 || (round >= 6 && env.revisions() >= 3);
+    let owned: Vec<(PathBuf, Vec<u8>)> = std::thread::scope(|s| {
+        let jobs: Vec<_> = (0..3)
+            .map(|who| {
+                let (mnt, done) = (&mnt, &done);
+                s.spawn(move || churn(mnt, who, done))
+            })
+            .collect();
+        jobs.into_iter().flat_map(|j| j.join().unwrap()).collect()
+    });
+    assert!(
+        env.revisions() >= 3,
+        "no periodic revisions during the churn"
+    );
+    m.stop();
+    assert!(env.store().verify().unwrap().is_ok());
+    let out = env.restore_latest("restored");
+    for (p, want) in &owned {
+        let rel = p.strip_prefix(&mnt).unwrap();
+        assert_eq!(&fs::read(out.join(rel)).unwrap(), want, "{}", rel.display());
+    }
+    // A remount reads the same bytes.
+    let m = env.mount(&[]);
+    for (p, want) in &owned {
+        assert_eq!(&fs::read(p).unwrap(), want, "{} after remount", p.display());
+    }
+    m.stop();
+}
