@@ -509,7 +509,7 @@ fn pattern(seed: u64, len: usize) -> Vec<u8> {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        if x % 97 == 0 {
+        if x.is_multiple_of(97) {
             out.resize((out.len() + 70_000).min(len), 0);
         } else {
             out.extend_from_slice(&x.to_le_bytes()[..(len - out.len()).min(8)]);
