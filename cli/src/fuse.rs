@@ -4,8 +4,8 @@
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -19,16 +19,19 @@ use vt_engine::fs::{Attr, Caller, FileKind, Fs, FsError, RenameMode, SetAttr, Xa
 /// for the revisions directory and the like.
 const TTL: Duration = Duration::from_secs(1);
 
+/// What `fsyncdir` runs to make the tree's names durable: record a revision.
+pub type SyncHook = Arc<dyn Fn() -> anyhow::Result<()> + Send + Sync>;
+
 /// The fuser filesystem over a shared [`Fs`].
-#[derive(Debug)]
 pub struct FuseFs {
     fs: Arc<Fs>,
+    on_fsyncdir: Option<SyncHook>,
 }
 
 impl FuseFs {
-    /// Serves `fs`.
-    pub fn new(fs: Arc<Fs>) -> Self {
-        FuseFs { fs }
+    /// Serves `fs`; `on_fsyncdir` (if any) records the tree when a directory is fsynced.
+    pub fn new(fs: Arc<Fs>, on_fsyncdir: Option<SyncHook>) -> Self {
+        FuseFs { fs, on_fsyncdir }
     }
 }
 
@@ -58,7 +61,7 @@ fn attr(a: &Attr) -> FileAttr {
     FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
-        blocks: a.size.div_ceil(512),
+        blocks: a.data_bytes.div_ceil(512),
         atime: a.atime,
         mtime: a.mtime,
         ctime: a.ctime,
@@ -311,6 +314,31 @@ impl Filesystem for FuseFs {
         }
     }
 
+    fn lseek(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        // The kernel handles SEEK_SET/CUR/END itself and asks only for these two.
+        let data = match whence {
+            libc::SEEK_DATA => true,
+            libc::SEEK_HOLE => false,
+            _ => return reply.error(Errno::from_i32(libc::EINVAL)),
+        };
+        let Ok(offset) = u64::try_from(offset) else {
+            return reply.error(Errno::from_i32(libc::ENXIO));
+        };
+        match self.fs.seek(ino.0, offset, data) {
+            Ok(Some(at)) => reply.offset(at as i64),
+            Ok(None) => reply.error(Errno::from_i32(libc::ENXIO)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
     fn write(
         &self,
         _req: &Request,
@@ -448,6 +476,9 @@ impl Filesystem for FuseFs {
         empty(reply, self.fs.fallocate(ino.0, offset, length, mode));
     }
 
+    /// A file's `fsync` makes its content durable; its name (and every other change
+    /// to the tree) becomes durable when its directory is fsynced, as on a local
+    /// filesystem: this records a revision when the tree changed.
     fn fsyncdir(
         &self,
         _req: &Request,
@@ -456,7 +487,14 @@ impl Filesystem for FuseFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        match self.on_fsyncdir.as_ref().map_or(Ok(()), |hook| hook()) {
+            Ok(()) => reply.ok(),
+            Err(e) => {
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr(), "vt mount: fsyncdir: {e:#}");
+                reply.error(Errno::EIO);
+            }
+        }
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -65,6 +65,40 @@ pub fn fetch_children(store: &dyn Store, hash: &HashCode, span: u64) -> Result<V
     Ok(children)
 }
 
+/// The byte ranges of `r` that are runs of zeros stored as RLE references (holes),
+/// sorted, disjoint and with neighbours merged. Only indirect blocks are fetched, never
+/// leaves, so this costs a few reads even for a large file. Fails as [`fetch_children`].
+pub fn zero_spans(store: &dyn Store, r: &BlockRef) -> Result<Vec<std::ops::Range<u64>>> {
+    let mut out: Vec<std::ops::Range<u64>> = Vec::new();
+    let mut stack = vec![(r.clone(), 0u64, 0usize)];
+    while let Some((b, at, depth)) = stack.pop() {
+        match b {
+            BlockRef::Indirect { hash, span } => {
+                if depth >= MAX_TREE_DEPTH {
+                    return Err(Error::corrupt(
+                        hash.to_string(),
+                        0,
+                        "indirect tree too deep",
+                    ));
+                }
+                let kids = fetch_children(store, &hash, span)?;
+                // Children go on the stack last-first so they pop in file order.
+                let mut ends = at + span;
+                for c in kids.into_iter().rev() {
+                    ends -= c.span();
+                    stack.push((c, ends, depth + 1));
+                }
+            }
+            BlockRef::Rle { octet: 0, span } if span > 0 => match out.last_mut() {
+                Some(last) if last.end == at => last.end = at + span,
+                _ => out.push(at..at + span),
+            },
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 /// The whole content of `r`. Fails as [`write_to`] does.
 pub fn read_all(store: &dyn Store, r: &BlockRef) -> Result<Vec<u8>> {
     read_range(store, r, 0, r.span())
@@ -743,6 +777,38 @@ mod tests {
             let end = (off + len).min(data.len() as u64) as usize;
             assert!(out == data[off as usize..end]);
         }
+    }
+
+    #[test]
+    fn zero_spans_are_the_rle_holes_in_file_order() {
+        let store = MemoryStore::new(HashAlg::Blake3);
+        let opts = BlockifyOptions::default();
+        let data = content();
+        let top = blockify_bytes(&data, &store, &opts).unwrap();
+        let spans = zero_spans(&store, &top).unwrap();
+        for w in spans.windows(2) {
+            assert!(
+                w[0].end < w[1].start,
+                "not sorted, disjoint and merged: {spans:?}"
+            );
+        }
+        for r in &spans {
+            assert!(data[r.start as usize..r.end as usize]
+                .iter()
+                .all(|&b| b == 0));
+        }
+        // The 1 MiB zero run loses at most a maximum-size chunk at each edge.
+        let total: u64 = spans.iter().map(|r| r.end - r.start).sum();
+        assert!(total >= (1 << 20) - (512 << 10), "{spans:?}");
+        assert!(spans.iter().all(|r| r.start >= 2 << 20 && r.end <= 3 << 20));
+
+        let zeros = blockify_bytes(&vec![0u8; 10 << 20], &store, &opts).unwrap();
+        assert_eq!(zero_spans(&store, &zeros).unwrap(), vec![0..10 << 20]);
+        let mut random = vec![0u8; 3 << 20];
+        rand::rngs::StdRng::seed_from_u64(5).fill_bytes(&mut random);
+        let random = blockify_bytes(&random, &store, &opts).unwrap();
+        assert!(zero_spans(&store, &random).unwrap().is_empty());
+        assert!(zero_spans(&MemoryStore::new(HashAlg::Blake3), &top).is_err());
     }
 
     #[test]

@@ -613,3 +613,66 @@ fn concurrent_writers_read_back_during_periodic_syncs() {
     }
     m.stop();
 }
+
+/// Allocated bytes as `stat` reports them (`st_blocks` × 512).
+fn allocated(p: &Path) -> u64 {
+    fs::metadata(p).unwrap().blocks() * 512
+}
+
+#[test]
+fn sparse_files_show_their_holes_to_stat_and_cp() {
+    let env = Env::new();
+    let m = env.mount(&[]);
+    let f = env.mnt().join("sparse");
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251 + 1) as u8).collect();
+    fs::write(&f, &data).unwrap();
+    let len = 256u64 << 20;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+    let check = |label: &str| {
+        assert_eq!(fs::metadata(&f).unwrap().len(), len);
+        let a = allocated(&f);
+        assert!((1 << 20..2 << 20).contains(&a), "{label}: {a} bytes allocated");
+        // GNU cp finds the holes with SEEK_DATA/SEEK_HOLE and keeps them.
+        let copy = env.path(&format!("copy-{label}"));
+        run(Command::new("cp").arg("--sparse=always").arg(&f).arg(&copy));
+        let mut want = data.clone();
+        want.resize(len as usize, 0);
+        assert!(fs::read(&copy).unwrap() == want, "{label}: copy differs");
+        assert!(
+            allocated(&copy) < 4 << 20,
+            "{label}: the copy lost its holes"
+        );
+    };
+    check("live");
+    m.stop();
+    let m = env.mount(&[]);
+    check("remounted");
+    m.stop();
+}
+
+#[test]
+fn fsync_of_file_and_directory_survives_kill_9() {
+    let env = Env::new();
+    // No periodic syncs: only the fsyncs can make the new name durable.
+    let m = env.mount(&["--sync-interval", "0"]);
+    let dir = env.mnt().join("d");
+    fs::create_dir(&dir).unwrap();
+    let mut f = fs::File::create(dir.join("log")).unwrap();
+    f.write_all(b"committed line\n").unwrap();
+    f.sync_all().unwrap();
+    fs::File::open(&dir).unwrap().sync_all().unwrap();
+    assert_eq!(env.revisions(), 1);
+    // Not fsynced: may be lost, must not corrupt anything.
+    fs::write(dir.join("later"), b"unsynced").unwrap();
+    run(Command::new("kill").arg("-9").arg(m.pid().to_string()));
+    drop(f);
+    drop(m);
+    assert!(env.store().verify().unwrap().is_ok());
+    let out = env.restore_latest("r");
+    assert_eq!(fs::read(out.join("d/log")).unwrap(), b"committed line\n");
+}

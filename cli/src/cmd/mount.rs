@@ -2,12 +2,12 @@
 //! transcription (read-only) through FUSE, recording new revisions in the archive.
 
 use super::Context;
-use crate::fuse::FuseFs;
+use crate::fuse::{FuseFs, SyncHook};
 use anyhow::{bail, Context as _};
 use nix::sys::signal::{SigSet, Signal};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use vt_engine::archive::{Archive, ArchiveEntry};
 use vt_engine::blockify::{blockify_bytes, BlockifyOptions};
@@ -163,6 +163,12 @@ struct Recorder {
 }
 
 impl Recorder {
+    /// The shared recorder; a panic elsewhere while it was held leaves it usable, as
+    /// every `sync` starts from the filesystem's current state.
+    fn locked(r: &Mutex<Recorder>) -> std::sync::MutexGuard<'_, Recorder> {
+        r.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn sync(&mut self) -> anyhow::Result<bool> {
         let Some(d) = self.fs.sync().map_err(|e| anyhow::anyhow!("sync: {e}"))? else {
             return Ok(false);
@@ -246,20 +252,22 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode>
         std::fs::create_dir_all(&mountpoint)
             .with_context(|| format!("create {}", mountpoint.display()))?;
     }
-    let mut recorder = match (&src.archive, mode) {
-        (Some(a), FsMode::AppendOnly | FsMode::ReadWrite) if !args.all => Some(Recorder {
-            fs: fs.clone(),
-            store,
-            archive: a.clone(),
-            base: src.root.clone(),
-            subpath,
-            quiet: ctx.quiet,
-        }),
+    let recorder = match (&src.archive, mode) {
+        (Some(a), FsMode::AppendOnly | FsMode::ReadWrite) if !args.all => {
+            Some(Arc::new(Mutex::new(Recorder {
+                fs: fs.clone(),
+                store,
+                archive: a.clone(),
+                base: src.root.clone(),
+                subpath,
+                quiet: ctx.quiet,
+            })))
+        }
         _ => None,
     };
-    let result = serve(ctx, args, fs, &mountpoint, sigs, recorder.as_mut());
-    let final_sync = match (&result, recorder.as_mut()) {
-        (Ok(_), Some(r)) => r.sync().map(|_| ()),
+    let result = serve(ctx, args, fs, &mountpoint, sigs, recorder.clone());
+    let final_sync = match (&result, &recorder) {
+        (Ok(_), Some(r)) => Recorder::locked(r).sync().map(|_| ()),
         _ => Ok(()),
     };
     if created {
@@ -293,18 +301,22 @@ fn serve(
     fs: Arc<Fs>,
     mountpoint: &Path,
     sigs: SigSet,
-    mut recorder: Option<&mut Recorder>,
+    recorder: Option<Arc<Mutex<Recorder>>>,
 ) -> anyhow::Result<()> {
+    let hook: Option<SyncHook> = recorder
+        .clone()
+        .map(|r| Arc::new(move || Recorder::locked(&r).sync().map(|_| ())) as SyncHook);
     let mut config = mount_config(fs.mode() == FsMode::ReadOnly, &args.special);
     // Auto-unmount (through fusermount3) cleans up after a killed process.
     let mut auto = config.clone();
     auto.mount_options.push(fuser::MountOption::AutoUnmount);
     auto.acl = fuser::SessionACL::All;
-    let session = match fuser::spawn_mount(FuseFs::new(fs.clone()), mountpoint, &auto) {
+    let session = match fuser::spawn_mount(FuseFs::new(fs.clone(), hook.clone()), mountpoint, &auto)
+    {
         Ok(s) => s,
         Err(_) => {
             config.acl = fuser::SessionACL::Owner;
-            fuser::spawn_mount(FuseFs::new(fs.clone()), mountpoint, &config)
+            fuser::spawn_mount(FuseFs::new(fs.clone(), hook), mountpoint, &config)
                 .with_context(|| format!("mount on {}", mountpoint.display()))?
         }
     };
@@ -340,10 +352,10 @@ fn serve(
                 .join()
                 .with_context(|| format!("serve {}", mountpoint.display()));
         }
-        if let Some(r) = recorder.as_mut() {
+        if let Some(r) = &recorder {
             if !interval.is_zero() && last.elapsed() >= interval {
                 last = Instant::now();
-                if let Err(e) = r.sync() {
+                if let Err(e) = Recorder::locked(r).sync() {
                     eprintln!("vt mount: periodic sync failed: {e:#}");
                 }
             }

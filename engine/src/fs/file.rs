@@ -27,7 +27,8 @@ use crate::read;
 use crate::store::{Store, StoreSink};
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::sync::Arc;
+use std::ops::Range;
+use std::sync::{Arc, OnceLock};
 
 /// Size of a write-back page.
 pub const PAGE: u64 = 64 * 1024;
@@ -63,6 +64,8 @@ pub struct FileBuf {
     low: u64,
     /// Pages first modified since the last snapshot.
     fresh: u64,
+    /// The holes (zero RLE ranges) of `base`, found once per base on first use.
+    base_holes: OnceLock<Arc<[Range<u64>]>>,
 }
 
 /// A file's content frozen at some generation, to be committed outside the
@@ -92,6 +95,7 @@ impl FileBuf {
             snap_gen: 0,
             low: n,
             fresh: 0,
+            base_holes: OnceLock::new(),
         }
     }
 
@@ -304,7 +308,67 @@ impl FileBuf {
         let at = snap.buf.gen;
         self.pages.retain(|_, p| p.gen > at);
         self.base_len = snap.buf.size.min(self.low);
-        self.base = top;
+        if top != self.base {
+            self.base = top;
+            self.base_holes = OnceLock::new();
+        }
+    }
+
+    /// The ranges of `[0, size)` that hold data, sorted and disjoint: the visible base
+    /// outside its holes, and every modified page. The rest reads as zeros without
+    /// being stored (`SEEK_HOLE`, `st_blocks`). Fetches the base's indirect blocks
+    /// the first time (not its leaves).
+    pub fn data_ranges(&self, store: &dyn Store) -> Result<Vec<Range<u64>>> {
+        let holes = match self.base_holes.get() {
+            Some(h) => h.clone(),
+            None => {
+                let h: Arc<[Range<u64>]> = read::zero_spans(store, &self.base)?.into();
+                self.base_holes.get_or_init(|| h).clone()
+            }
+        };
+        let visible = self.base_len.min(self.size);
+        let mut base = Vec::new();
+        let mut at = 0;
+        for h in holes.iter().take_while(|h| h.start < visible) {
+            if h.start > at {
+                base.push(at..h.start);
+            }
+            at = h.end;
+        }
+        if at < visible {
+            base.push(at..visible);
+        }
+        let pages = self
+            .pages
+            .keys()
+            .map(|i| i * PAGE..((i + 1) * PAGE).min(self.size));
+        Ok(union(base.into_iter(), pages))
+    }
+
+    /// Bytes of data (see [`FileBuf::data_ranges`]).
+    pub fn data_bytes(&self, store: &dyn Store) -> Result<u64> {
+        Ok(self
+            .data_ranges(store)?
+            .iter()
+            .map(|r| r.end - r.start)
+            .sum())
+    }
+
+    /// `lseek` with `SEEK_DATA` (`data`) or `SEEK_HOLE` from `off`: the first byte at or
+    /// after `off` that is data, or that is in a hole (the end of the file counts as a
+    /// hole). `None` (`ENXIO`) when `off` is at or past the end, or no data follows.
+    pub fn seek(&self, store: &dyn Store, off: u64, data: bool) -> Result<Option<u64>> {
+        if off >= self.size {
+            return Ok(None);
+        }
+        let ranges = self.data_ranges(store)?;
+        let next = ranges.iter().find(|r| r.end > off);
+        Ok(match (data, next) {
+            (true, Some(r)) => Some(r.start.max(off)),
+            (true, None) => None,
+            (false, Some(r)) if r.start <= off => Some(r.end),
+            (false, _) => Some(off),
+        })
     }
 
     /// How many bytes from `pos` are zeros known without reading content:
@@ -672,4 +736,21 @@ fn zero_rle_in(store: &dyn Store, r: &BlockRef, from: u64, to: u64, depth: u32) 
         }
         _ => Ok(false),
     }
+}
+
+/// The union of two sorted lists of disjoint ranges, with touching ranges merged.
+fn union(
+    a: impl Iterator<Item = Range<u64>>,
+    b: impl Iterator<Item = Range<u64>>,
+) -> Vec<Range<u64>> {
+    let mut all: Vec<Range<u64>> = a.chain(b).filter(|r| r.start < r.end).collect();
+    all.sort_unstable_by_key(|r| r.start);
+    let mut out: Vec<Range<u64>> = Vec::with_capacity(all.len());
+    for r in all {
+        match out.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    out
 }

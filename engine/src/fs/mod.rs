@@ -133,6 +133,9 @@ pub struct Attr {
     pub kind: FileKind,
     /// Size in bytes.
     pub size: u64,
+    /// Bytes of data, for `st_blocks`: a file's holes (zero runs stored as RLE, or
+    /// never written) are not counted, so `du` and `cp --sparse` see sparse files.
+    pub data_bytes: u64,
     /// Permission bits (`0o7777` range).
     pub perm: u32,
     /// Link count.
@@ -428,8 +431,14 @@ impl Fs {
         };
         let n = st.node(ino)?;
         let kind = Self::kind_of(n);
+        let mut data_bytes = None;
         let (size, nlink) = match (&n.body, subdirs) {
-            (Body::File(f), _) => (f.size(), n.nlink),
+            (Body::File(f), _) => {
+                // Only `st_blocks` depends on this: a store error here (a missing
+                // indirect block) is reported by the reads, not by `stat`.
+                data_bytes = f.data_bytes(self.st()).ok();
+                (f.size(), n.nlink)
+            }
             (Body::Symlink, _) => (
                 n.meta.pathref.as_ref().map_or(0, |p| p.len() as u64),
                 n.nlink,
@@ -453,6 +462,7 @@ impl Fs {
             ino,
             kind,
             size,
+            data_bytes: data_bytes.unwrap_or(size),
             perm: if kind == FileKind::Symlink {
                 0o777
             } else {
@@ -466,6 +476,21 @@ impl Fs {
             mtime: time_of(mtime),
             ctime: time_of(n.ctime_ns),
         })
+    }
+
+    /// `lseek` with `SEEK_DATA` (`data`) or `SEEK_HOLE` on file `ino` from `offset`
+    /// (see [`FileBuf::seek`]); `Ok(None)` is `ENXIO`.
+    pub fn seek(&self, ino: Ino, offset: u64, data: bool) -> FsResult<Option<u64>> {
+        let st = self.state.lock();
+        let n = st.node(ino)?;
+        let Body::File(f) = &n.body else {
+            return Err(if n.is_dir() {
+                FsError::IsDir
+            } else {
+                FsError::Invalid
+            });
+        };
+        Ok(f.seek(self.st(), offset, data)?)
     }
 
     /// Attributes of `ino`, handing out one more reference to it (see [`Fs::forget`]).

@@ -554,6 +554,71 @@ fn inode_numbers_are_stable() {
     assert_eq!(ino_of(&fs, d, "a2"), a1);
 }
 
+/// Walks `f` with `SEEK_HOLE`/`SEEK_DATA`: every hole reads as zeros in `model`, every
+/// non-zero byte is counted in `data_bytes`, and the walk ends at the file's end.
+fn check_holes(fs: &Fs, f: Ino, model: &[u8]) -> Result<(), TestCaseError> {
+    let size = model.len() as u64;
+    let nonzero = model.iter().filter(|&&b| b != 0).count() as u64;
+    let data = fs.getattr(f).unwrap().data_bytes;
+    prop_assert!(
+        nonzero <= data && data <= size,
+        "{nonzero} <= {data} <= {size}"
+    );
+    let mut pos = 0;
+    let mut counted = 0;
+    while pos < size {
+        let hole = fs
+            .seek(f, pos, false)
+            .unwrap()
+            .expect("a hole before the end");
+        prop_assert!(hole > pos || fs.seek(f, pos, true).unwrap() != Some(pos));
+        counted += hole - pos;
+        let next = fs.seek(f, hole, true).unwrap();
+        let hole_end = next.unwrap_or(size);
+        prop_assert!(hole_end > hole || hole == size);
+        prop_assert!(model[hole as usize..hole_end as usize]
+            .iter()
+            .all(|&b| b == 0));
+        pos = hole_end;
+    }
+    prop_assert_eq!(counted, data);
+    prop_assert_eq!(fs.seek(f, size, true).unwrap(), None);
+    prop_assert_eq!(fs.seek(f, size, false).unwrap(), None);
+    Ok(())
+}
+
+#[test]
+fn holes_show_in_seek_and_data_bytes_before_and_after_commit() {
+    let (_s, fs) = rw();
+    let mib = 1u64 << 20;
+    let data: Vec<u8> = (0..mib).map(|i| (i % 251 + 1) as u8).collect();
+    let f = new_file(&fs, ROOT_INO, "f", &data);
+    let grow = |size| SetAttr {
+        size: Some(size),
+        ..Default::default()
+    };
+    fs.setattr(f, &grow(1 << 30)).unwrap();
+    fs.write(f, 512 * mib, b"0123456789").unwrap();
+    for committed in [false, true] {
+        let a = fs.getattr(f).unwrap();
+        assert_eq!(a.size, 1 << 30);
+        assert!(
+            a.data_bytes >= mib + 10 && a.data_bytes <= 2 * mib,
+            "{a:?} {committed}"
+        );
+        assert_eq!(fs.seek(f, 0, true).unwrap(), Some(0));
+        assert_eq!(fs.seek(f, 0, false).unwrap(), Some(mib));
+        let second = fs.seek(f, mib, true).unwrap().unwrap();
+        assert!(second > mib && second <= 512 * mib, "{second}");
+        let after = fs.seek(f, second, false).unwrap().unwrap();
+        assert!(after >= 512 * mib + 10 && after < 1 << 30, "{after}");
+        assert_eq!(fs.seek(f, after, true).unwrap(), None);
+        assert_eq!(fs.seek(f, 1 << 30, false).unwrap(), None);
+        fs.fsync(f).unwrap();
+    }
+    assert_eq!(fs.read(f, 512 * mib, 10).unwrap(), b"0123456789");
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Write(u64, Vec<u8>),
@@ -595,6 +660,7 @@ proptest! {
                 Op::Commit => fs.fsync(f).unwrap(),
             }
             prop_assert_eq!(fs.getattr(f).unwrap().size, model.len() as u64);
+            check_holes(&fs, f, &model)?;
         }
         prop_assert_eq!(read_file(&fs, f), model.clone());
         fs.release(fh).unwrap();
