@@ -15,6 +15,7 @@ See benches/README.md for what each number means.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -166,9 +167,44 @@ def stage_version(src: Path, stage: Path) -> None:
     subprocess.run(["cp", "-al", str(src), str(tree)], check=True)
 
 
+# Size in MiB of the fresh ext4 image (made and loop-mounted for each restore) that
+# restores go into; 0 restores into the work directory. Set by --restore-fs.
+RESTORE_FS_MIB = 0
+
+
+@contextlib.contextmanager
+def restore_target(work: Path):
+    """An empty directory to restore into, removed afterwards. With --restore-fs it is
+    on a freshly made ext4 file system, so every tool's restore starts from the same
+    state: on a long-used file system, inode allocation depends on what was deleted in
+    the last minutes (see BENCHMARKS.md, "Restore")."""
+    if not RESTORE_FS_MIB:
+        target = work / "restore"
+        target.mkdir()
+        try:
+            yield target
+        finally:
+            shutil.rmtree(target, ignore_errors=True)
+        return
+    image, mnt = work / "restore.img", work / "restore-fs"
+    with open(image, "wb") as f:
+        f.truncate(RESTORE_FS_MIB << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    mnt.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
+    try:
+        target = mnt / "restore"
+        target.mkdir()
+        yield target
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+        mnt.rmdir()
+        image.unlink()
+
+
 def tree_run(tool: T.Tool, ds: datasets.Dataset, work: Path, runner: Runner) -> TreeRun:
     shutil.rmtree(work, ignore_errors=True)
-    store, stage, target = work / "store", work / "stage", work / "restore"
+    store, stage = work / "store", work / "stage"
     work.mkdir(parents=True)
     env = tool.setup_env(work)
     r = TreeRun()
@@ -184,19 +220,18 @@ def tree_run(tool: T.Tool, ds: datasets.Dataset, work: Path, runner: Runner) -> 
         if not m.ok:
             r.error = f"ingest {label} failed: {m.error}"
             return r
-    target.mkdir()
-    cmds, restored = tool.restore(store, stage, ds.labels[-1], target)
-    r.restore = runner.run(cmds, env)
-    if r.restore.ok:
-        r.restore_check = verify.compare(stage / "tree", restored)
-    else:
-        r.restore_check = "FAIL: " + r.restore.error
+    with restore_target(work) as target:
+        cmds, restored = tool.restore(store, stage, ds.labels[-1], target)
+        r.restore = runner.run(cmds, env)
+        if r.restore.ok:
+            r.restore_check = verify.compare(stage / "tree", restored)
+        else:
+            r.restore_check = "FAIL: " + r.restore.error
     runner.log(f"{tool.name} restore check: {r.restore_check}")
-    shutil.rmtree(target, ignore_errors=True)
     r.reingest = runner.run(tool.ingest(store, stage, ds.labels[-1] + "-again"), env)
     r.store_after_reingest = store_size(tool, store, stage)
     if r.reingest.ok:
-        gc_run(tool, store, stage, target, ds.labels[-1] + "-again", env, runner, r)
+        gc_run(tool, store, stage, ds.labels[-1] + "-again", env, runner, r)
     if r.gc is not None and r.gc.ok:
         r.store_last_alone = last_alone_size(tool, work, ds.labels[-1], runner)
     if isinstance(tool, T.Vt):
@@ -205,7 +240,7 @@ def tree_run(tool: T.Tool, ds: datasets.Dataset, work: Path, runner: Runner) -> 
     return r
 
 
-def gc_run(tool: T.Tool, store: Path, stage: Path, target: Path, last: str, env: dict,
+def gc_run(tool: T.Tool, store: Path, stage: Path, last: str, env: dict,
            runner: Runner, r: TreeRun) -> None:
     """Forget every backup but the newest (the re-ingest, LAST), reclaim the space, then
     restore the newest again: a GC that loses live data fails that check."""
@@ -218,12 +253,11 @@ def gc_run(tool: T.Tool, store: Path, stage: Path, target: Path, last: str, env:
     if not r.gc.ok:
         r.gc_check = "FAIL: " + r.gc.error
         return
-    target.mkdir()
-    cmds, restored = tool.restore(store, stage, last, target)
-    m = runner.run(cmds, env)
-    r.gc_check = verify.compare(stage / "tree", restored) if m.ok else "FAIL: " + m.error
+    with restore_target(store.parent) as target:
+        cmds, restored = tool.restore(store, stage, last, target)
+        m = runner.run(cmds, env)
+        r.gc_check = verify.compare(stage / "tree", restored) if m.ok else "FAIL: " + m.error
     runner.log(f"{tool.name} restore check after GC: {r.gc_check}")
-    shutil.rmtree(target, ignore_errors=True)
 
 
 def last_alone_size(tool: T.Tool, work: Path, label: str, runner: Runner) -> int:
@@ -359,6 +393,8 @@ def parse_args(argv):
     ap.add_argument("--no-single", action="store_true", help="skip the single-file case")
     ap.add_argument("--no-synthetic", action="store_true",
                     help="skip the synthetic dataset (e.g. --full on kernel headers only)")
+    ap.add_argument("--restore-fs", type=int, default=0, metavar="MIB",
+                    help="restore into a fresh ext4 image of MIB MiB, loop-mounted (needs root)")
     ap.add_argument("--no-install", action="store_true", help="never run apt-get install")
     ap.add_argument("--offline", action="store_true", help="use only cached datasets")
     ap.add_argument("-v", "--verbose", action="store_true", help="echo the log to stderr")
@@ -370,6 +406,8 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    global RESTORE_FS_MIB
+    RESTORE_FS_MIB = args.restore_fs
     cache = args.data.resolve()
     work = (args.work or cache / "work").resolve()
     shutil.rmtree(work, ignore_errors=True)

@@ -171,6 +171,9 @@ def render(args, runs, tools, status, results, single, repo: Path) -> str:
         "CPU = user + system seconds. The page cache is not dropped: reads are warm.",
         "- Sizes are apparent bytes of every file in the store (1 MB = 10^6 bytes); "
         "logical/store = bytes of all versions ingested / store size.",
+        "- Restores go into " + (
+            f"a freshly made {args.restore_fs} MiB ext4 image (loop-mounted, journaled) each time."
+            if getattr(args, "restore_fs", 0) else "the work directory on the disk above."),
         "",
         "### Tools",
         "",
