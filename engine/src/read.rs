@@ -31,17 +31,21 @@ const FETCH_THREADS: usize = 2;
 /// Fails with [`Error::NotFound`] when absent, [`Error::Corrupt`] on a length mismatch.
 pub fn fetch_leaf(store: &dyn Store, hash: &HashCode, span: u64) -> Result<Vec<u8>> {
     let data = store.get_required(hash)?;
-    if data.len() as u64 != span {
+    check_leaf_len(hash, data.len(), span)?;
+    Ok(data)
+}
+
+/// Fails with [`Error::Corrupt`] unless the block `hash`, `len` bytes long, has the
+/// length `span` its reference claims.
+pub fn check_leaf_len(hash: &HashCode, len: usize, span: u64) -> Result<()> {
+    if len as u64 != span {
         return Err(Error::corrupt(
             hash.to_string(),
             0,
-            format!(
-                "block holds {} bytes, its reference says {span}",
-                data.len()
-            ),
+            format!("block holds {len} bytes, its reference says {span}"),
         ));
     }
-    Ok(data)
+    Ok(())
 }
 
 /// The children of an indirect block, checked to add up to `span`.

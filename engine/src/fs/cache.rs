@@ -126,16 +126,7 @@ impl CachedStore {
                 b
             }
         };
-        if data.len() as u64 != span {
-            return Err(Error::corrupt(
-                hash.to_string(),
-                0,
-                format!(
-                    "block holds {} bytes, its reference says {span}",
-                    data.len()
-                ),
-            ));
-        }
+        read::check_leaf_len(hash, data.len(), span)?;
         Ok(data)
     }
 
