@@ -152,6 +152,53 @@ pub struct ApplyOptions {
     pub xattrs: bool,
 }
 
+/// Where [`apply`] and [`apply_file`] set metadata: a path (not following a final
+/// symlink) or a file this process has open.
+enum Target<'a> {
+    Path { is_symlink: bool },
+    File(&'a std::fs::File),
+}
+
+impl Target<'_> {
+    fn chown(&self, path: &Path, uid: Option<u32>, gid: Option<u32>) -> std::io::Result<()> {
+        match self {
+            Target::Path { .. } => std::os::unix::fs::lchown(path, uid, gid),
+            Target::File(f) => std::os::unix::fs::fchown(f, uid, gid),
+        }
+    }
+
+    fn set_xattr(&self, path: &Path, name: &[u8], value: &[u8]) -> std::io::Result<()> {
+        let name = std::ffi::OsStr::from_bytes_compat(name);
+        match self {
+            Target::Path { .. } => xattr::set(path, name, value),
+            Target::File(f) => xattr::FileExt::set_xattr(*f, name, value),
+        }
+    }
+
+    fn chmod(&self, path: &Path, mode: u32) -> Result<()> {
+        let perm = std::fs::Permissions::from_mode(mode);
+        match self {
+            // A symlink's own mode cannot be set on Linux (and chmod would follow it).
+            Target::Path { is_symlink: true } => Ok(()),
+            Target::Path { .. } => std::fs::set_permissions(path, perm),
+            Target::File(f) => f.set_permissions(perm),
+        }
+        .ctx(|| format!("chmod {}", path.display()))
+    }
+
+    fn set_mtime(&self, path: &Path, mtime_ns: i64) -> Result<()> {
+        match self {
+            Target::Path { .. } => set_mtime(path, mtime_ns),
+            Target::File(f) => {
+                let ts = timespec(mtime_ns);
+                nix::sys::stat::futimens(f, &ts, &ts).map_err(|e| {
+                    Error::io(format!("set times of {}", path.display()), e.into())
+                })
+            }
+        }
+    }
+}
+
 /// Applies `meta` to the entry at `path`. Returns warnings for what could not be applied
 /// but does not endanger the data (xattrs refused by the filesystem, unknown owners).
 ///
@@ -163,43 +210,7 @@ pub fn apply(
     names: &NameCache,
     opts: ApplyOptions,
 ) -> Result<Vec<String>> {
-    let mut warnings = Vec::new();
-    if opts.owner {
-        // A name known here wins; else the recorded number; else leave it unchanged.
-        let uid = meta.user.as_deref().and_then(|n| names.uid(n)).or(meta.uid);
-        let gid = meta
-            .group
-            .as_deref()
-            .and_then(|n| names.gid(n))
-            .or(meta.gid);
-        if uid.is_some() || gid.is_some() {
-            if let Err(e) = std::os::unix::fs::lchown(path, uid, gid) {
-                warnings.push(format!(
-                    "{}: cannot set owner {uid:?}:{gid:?}: {e}",
-                    path.display()
-                ));
-            }
-        }
-    }
-    if opts.xattrs {
-        for (k, v) in &meta.xattrs {
-            let name = std::ffi::OsStr::from_bytes_compat(k);
-            if let Err(e) = xattr::set(path, name, v) {
-                warnings.push(format!(
-                    "{}: cannot set xattr {}: {e}",
-                    path.display(),
-                    String::from_utf8_lossy(k)
-                ));
-            }
-        }
-    }
-    if !is_symlink {
-        // chmod after chown: chown clears setuid/setgid bits.
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode & MODE_MASK))
-            .ctx(|| format!("chmod {}", path.display()))?;
-    }
-    set_mtime(path, meta.mtime_ns)?;
-    Ok(warnings)
+    apply_to(&Target::Path { is_symlink }, path, meta, names, opts)
 }
 
 /// [`apply`] for a regular file this process just created and still has open as `file`
@@ -214,9 +225,19 @@ pub fn apply_file(
     names: &NameCache,
     opts: ApplyOptions,
 ) -> Result<Vec<String>> {
-    use std::os::unix::fs::fchown;
+    apply_to(&Target::File(file), path, meta, names, opts)
+}
+
+fn apply_to(
+    target: &Target<'_>,
+    path: &Path,
+    meta: &OsMeta,
+    names: &NameCache,
+    opts: ApplyOptions,
+) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
     if opts.owner {
+        // A name known here wins; else the recorded number; else leave it unchanged.
         let uid = meta.user.as_deref().and_then(|n| names.uid(n)).or(meta.uid);
         let gid = meta
             .group
@@ -224,7 +245,7 @@ pub fn apply_file(
             .and_then(|n| names.gid(n))
             .or(meta.gid);
         if uid.is_some() || gid.is_some() {
-            if let Err(e) = fchown(file, uid, gid) {
+            if let Err(e) = target.chown(path, uid, gid) {
                 warnings.push(format!(
                     "{}: cannot set owner {uid:?}:{gid:?}: {e}",
                     path.display()
@@ -233,9 +254,8 @@ pub fn apply_file(
         }
     }
     if opts.xattrs {
-        use xattr::FileExt;
         for (k, v) in &meta.xattrs {
-            if let Err(e) = file.set_xattr(std::ffi::OsStr::from_bytes_compat(k), v) {
+            if let Err(e) = target.set_xattr(path, k, v) {
                 warnings.push(format!(
                     "{}: cannot set xattr {}: {e}",
                     path.display(),
@@ -245,11 +265,8 @@ pub fn apply_file(
         }
     }
     // chmod after chown: chown clears setuid/setgid bits.
-    file.set_permissions(std::fs::Permissions::from_mode(meta.mode & MODE_MASK))
-        .ctx(|| format!("chmod {}", path.display()))?;
-    let ts = timespec(meta.mtime_ns);
-    nix::sys::stat::futimens(file, &ts, &ts)
-        .map_err(|e| Error::io(format!("set times of {}", path.display()), e.into()))?;
+    target.chmod(path, meta.mode & MODE_MASK)?;
+    target.set_mtime(path, meta.mtime_ns)?;
     Ok(warnings)
 }
 
