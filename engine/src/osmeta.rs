@@ -191,9 +191,8 @@ impl Target<'_> {
             Target::Path { .. } => set_mtime(path, mtime_ns),
             Target::File(f) => {
                 let ts = timespec(mtime_ns);
-                nix::sys::stat::futimens(f, &ts, &ts).map_err(|e| {
-                    Error::io(format!("set times of {}", path.display()), e.into())
-                })
+                nix::sys::stat::futimens(f, &ts, &ts)
+                    .map_err(|e| Error::io(format!("set times of {}", path.display()), e.into()))
             }
         }
     }

@@ -3,20 +3,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use vt_tests::{ok, stdout, vt, vt_bin};
-
-/// Incompressible bytes from a seed.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use vt_tests::{noise, ok, stdout, vt, vt_bin};
 
 /// Revision `rev` of a 12-file tree: every revision changes a third of the files.
 fn write_revision(root: &Path, rev: u64) {

@@ -636,7 +636,10 @@ fn sparse_files_show_their_holes_to_stat_and_cp() {
     let check = |label: &str| {
         assert_eq!(fs::metadata(&f).unwrap().len(), len);
         let a = allocated(&f);
-        assert!((1 << 20..2 << 20).contains(&a), "{label}: {a} bytes allocated");
+        assert!(
+            (1 << 20..2 << 20).contains(&a),
+            "{label}: {a} bytes allocated"
+        );
         // GNU cp finds the holes with SEEK_DATA/SEEK_HOLE and keeps them.
         let copy = env.path(&format!("copy-{label}"));
         run(Command::new("cp").arg("--sparse=always").arg(&f).arg(&copy));

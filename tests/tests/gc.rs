@@ -13,6 +13,7 @@ use vt_engine::store::datadir::{DataDir, DataDirOptions};
 use vt_engine::store::StoreSink;
 use vt_engine::tree::{self, Progress, TreeOptions};
 use vt_engine::{BlockRef, Error, HashAlg};
+use vt_tests::noise;
 
 fn opts() -> DataDirOptions {
     DataDirOptions {
@@ -20,18 +21,6 @@ fn opts() -> DataDirOptions {
         segment_size: 256 << 10,
         ..DataDirOptions::default()
     }
-}
-
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn store_bytes(s: &DataDir, data: &[u8]) -> BlockRef {

@@ -9,21 +9,10 @@ use std::time::Duration;
 use vt_engine::gc::{self, GcOptions};
 use vt_engine::store::datadir::{DataDir, DataDirOptions};
 use vt_engine::{BlockRef, HashAlg, Store};
+use vt_tests::noise;
 
 /// A tree a writer rooted, and the tags of its blocks.
 type Rooted = (BlockRef, Vec<u64>);
-
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn leaf(seed: u64) -> Vec<u8> {
     noise(seed, 500 + (seed % 1500) as usize)
