@@ -319,7 +319,8 @@ impl Shared {
         self.changed.notify_all();
     }
 
-    /// Writes everything queued and staged to the file (staged bytes with one ordinary write).
+    /// Writes everything queued and staged to the file: a small rest (a small transaction)
+    /// with one ordinary write, a big one (the end of a big stream) mostly direct.
     fn flush(&self, st: &mut MutexGuard<'_, State>) -> io::Result<()> {
         self.wait_idle(st);
         self.check(st)?;
@@ -327,12 +328,21 @@ impl Shared {
             return Ok(());
         };
         let start = st.base + st.from as u64;
-        if end > start {
-            let staged = st
-                .buf
-                .as_ref()
-                .map(|b| &b.bytes()[st.from..(end - st.base) as usize]);
-            if let Err(e) = self.inner.write_at(staged.unwrap_or_default(), start) {
+        if let (true, Some(buf)) = (end > start, st.buf.as_ref()) {
+            let (from, to) = (st.from, (end - st.base) as usize);
+            let r = if to - from >= self.staging.chunk / 2 {
+                write_span(
+                    &*self.inner,
+                    buf.bytes(),
+                    st.base,
+                    from,
+                    to,
+                    self.staging.align,
+                )
+            } else {
+                self.inner.write_at(&buf.bytes()[from..to], start)
+            };
+            if let Err(e) = r {
                 self.fail(st, &e, start);
                 return Err(e);
             }
@@ -370,18 +380,33 @@ impl Shared {
     }
 }
 
-/// Writes a chunk: its unaligned head (only the first chunk after a sync has one) with an
-/// ordinary write, the aligned rest with a direct write.
-fn write_chunk(inner: &dyn FileIo, c: &Chunk, align: usize) -> io::Result<()> {
-    let bytes = c.buf.bytes();
-    let head = c.from.next_multiple_of(align).min(bytes.len());
-    if head > c.from {
-        inner.write_at(&bytes[c.from..head], c.at + c.from as u64)?;
+/// Writes `bytes[from..to]` at `at + from` (`at` aligned, `bytes` at an aligned address):
+/// the aligned middle with a direct write, the unaligned head and tail with ordinary writes.
+fn write_span(
+    inner: &dyn FileIo,
+    bytes: &[u8],
+    at: u64,
+    from: usize,
+    to: usize,
+    align: usize,
+) -> io::Result<()> {
+    let head = from.next_multiple_of(align).min(to);
+    let tail = (to - to % align).max(head);
+    if head > from {
+        inner.write_at(&bytes[from..head], at + from as u64)?;
     }
-    if bytes.len() > head {
-        inner.write_direct_at(&bytes[head..], c.at + head as u64)?;
+    if tail > head {
+        inner.write_direct_at(&bytes[head..tail], at + head as u64)?;
+    }
+    if to > tail {
+        inner.write_at(&bytes[tail..to], at + tail as u64)?;
     }
     Ok(())
+}
+
+/// Writes a full chunk (only the first chunk after a sync has an unaligned head).
+fn write_chunk(inner: &dyn FileIo, c: &Chunk, align: usize) -> io::Result<()> {
+    write_span(inner, c.buf.bytes(), c.at, c.from, c.buf.len, align)
 }
 
 impl FileIo for StagedFile {
