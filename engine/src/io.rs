@@ -47,6 +47,13 @@ pub trait FileIo: Send + Sync + Debug {
     fn write_direct_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
         self.write_at(data, offset)
     }
+    /// Allocates space for `len` bytes at `offset` (reading as zeros), extending the file
+    /// when they lie past its end. Fails where the file system cannot; the default does
+    /// nothing.
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
 }
 
 /// How [`Fs::open`] opens a file.
@@ -242,6 +249,17 @@ impl FileIo for OsFile {
         // A short direct write leaves an unaligned rest: write it through the page cache.
         self.file.write_all_at(&data[done..], offset + done as u64)
     }
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        use nix::fcntl::{fallocate, FallocateFlags};
+        let off = |x: u64| i64::try_from(x).map_err(io::Error::other);
+        fallocate(
+            &*self.file,
+            FallocateFlags::empty(),
+            off(offset)?,
+            off(len)?,
+        )
+        .map_err(io::Error::from)
+    }
 }
 
 fn os_open(path: &Path, mode: OpenMode) -> io::Result<File> {
@@ -429,9 +447,12 @@ struct SimFile {
     durable: Vec<u8>,
     /// The file's directory entry survives a crash (its directory was synced after creation).
     entry_durable: bool,
-    /// Every write so far landed at or past the end of the file and no `set_len` grew it:
-    /// a log. Only such files are torn by [`CrashImage::TornTail`].
+    /// Every write so far landed at or past the end of the file's data (allocated space
+    /// not counted) and no `set_len` grew it: a log. Only such files are torn by
+    /// [`CrashImage::TornTail`].
     overwritten: bool,
+    /// Where the live bytes written so far end; `live` may go on with allocated zeros.
+    data_end: usize,
 }
 
 #[derive(Debug)]
@@ -496,6 +517,8 @@ impl SimFs {
         chunk: 1024,
         background: false,
         depth: 1,
+        writers: 1,
+        prealloc: 2048,
     };
 
     /// An empty simulated disk.
@@ -550,6 +573,7 @@ impl SimFs {
                 path.clone(),
                 SimFile {
                     live: data.clone(),
+                    data_end: data.len(),
                     durable: data,
                     entry_durable: true,
                     overwritten: f.overwritten,
@@ -583,6 +607,7 @@ impl SimFs {
         f.live = data.to_vec();
         f.durable = data.to_vec();
         f.entry_durable = true;
+        f.data_end = data.len();
     }
 
     /// Counts one mutating operation; fails if the machine has crashed or crashes now.
@@ -664,18 +689,29 @@ impl FileIo for SimHandle {
         self.with_file(true, |f| {
             let start = usize::try_from(offset).map_err(io::Error::other)?;
             let end = start + data.len();
-            f.overwritten |= start < f.live.len();
+            f.overwritten |= start < f.data_end;
             if f.live.len() < end {
                 f.live.resize(end, 0);
             }
             f.live[start..end].copy_from_slice(data);
+            f.data_end = f.data_end.max(end);
             Ok(())
         })
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.with_file(true, |f| {
-            f.live
-                .resize(usize::try_from(len).map_err(io::Error::other)?, 0);
+            let len = usize::try_from(len).map_err(io::Error::other)?;
+            f.live.resize(len, 0);
+            f.data_end = len;
+            Ok(())
+        })
+    }
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.with_file(true, |f| {
+            let end = usize::try_from(offset + len).map_err(io::Error::other)?;
+            if f.live.len() < end {
+                f.live.resize(end, 0);
+            }
             Ok(())
         })
     }

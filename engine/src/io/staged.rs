@@ -32,20 +32,30 @@ pub struct Staging {
     pub align: usize,
     /// Bytes per staging buffer (a multiple of `align`); a full buffer is one chunk.
     pub chunk: usize,
-    /// Chunks are written by a background thread (true) or by the appending thread.
+    /// Chunks are written by background threads (true) or by the appending thread.
     pub background: bool,
     /// In background mode, the most chunks queued at once; appends wait beyond it.
     pub depth: usize,
+    /// In background mode, how many chunks are written at once (one thread each).
+    pub writers: usize,
+    /// Bytes of file space allocated ahead of the chunks ([`FileIo::allocate`]; 0: none).
+    /// Direct writes into allocated space within the file's length need no allocation
+    /// and do not extend the file, so a file system can run several at once. The file is
+    /// cut back to its real end when it is synced (a crash leaves a zero tail, which
+    /// recovery cuts like any torn tail).
+    pub prealloc: u64,
 }
 
 impl Staging {
     /// The operating system's: 4 KiB alignment (covers logical block sizes up to 4 KiB),
-    /// 8 MiB chunks, up to 3 queued to a background writer.
+    /// 8 MiB chunks, up to 3 queued, two written at once, 128 MiB allocated ahead.
     pub const OS: Staging = Staging {
         align: 4096,
         chunk: 8 << 20,
         background: true,
         depth: 3,
+        writers: 2,
+        prealloc: 128 << 20,
     };
 }
 
@@ -102,9 +112,9 @@ struct State {
     from: usize,
     buf: Option<AlignedBuf>,
     queue: VecDeque<Chunk>,
-    /// The background writer is writing a chunk it took from the queue.
-    busy: bool,
-    writer_alive: bool,
+    /// File offsets of the chunks background writers took from the queue and are writing.
+    in_flight: Vec<u64>,
+    writers_alive: usize,
     closing: bool,
     spare: Vec<AlignedBuf>,
     failed: Option<Failure>,
@@ -117,6 +127,16 @@ struct Shared {
     changed: Condvar,
     /// Every byte below this offset is in the file: reads below it need no lock.
     written: AtomicU64,
+    alloc: Mutex<Allocated>,
+}
+
+/// Space allocated ahead ([`Staging::prealloc`]).
+#[derive(Default)]
+struct Allocated {
+    /// The file is allocated (and long) up to here.
+    to: u64,
+    /// The file may be longer than its real end: cut it back before syncing.
+    trim: bool,
 }
 
 /// A [`FileIo`] that stages appends (see the module documentation).
@@ -141,7 +161,7 @@ impl StagedFile {
     /// Stages appends to `inner` as `staging` says.
     pub fn new(inner: Arc<dyn FileIo>, staging: Staging) -> Self {
         assert!(staging.align.is_power_of_two() && staging.chunk.is_multiple_of(staging.align));
-        assert!(staging.chunk > 0 && staging.depth > 0);
+        assert!(staging.chunk > 0 && staging.depth > 0 && staging.writers > 0);
         StagedFile {
             shared: Arc::new(Shared {
                 inner,
@@ -149,6 +169,7 @@ impl StagedFile {
                 state: Mutex::new(State::default()),
                 changed: Condvar::new(),
                 written: AtomicU64::new(u64::MAX),
+                alloc: Mutex::new(Allocated::default()),
             }),
         }
     }
@@ -193,9 +214,54 @@ impl Shared {
 
     /// Waits until no chunk is queued or being written.
     fn wait_idle(&self, st: &mut MutexGuard<'_, State>) {
-        while !st.queue.is_empty() || st.busy {
+        while !st.queue.is_empty() || !st.in_flight.is_empty() {
             self.changed.wait(st);
         }
+    }
+
+    /// Publishes how far the file is complete: up to the first chunk not written yet.
+    fn advance_written(&self, st: &State) {
+        let queued = st.queue.front().map(|c| c.at + c.from as u64);
+        let low = st.in_flight.iter().copied().chain(queued).min();
+        let staged = st.base + st.from as u64;
+        self.written.store(low.unwrap_or(staged), Ordering::Release);
+    }
+
+    /// Allocates file space ahead of a chunk ending at `end` (see [`Staging::prealloc`]).
+    /// Only an optimization: a failure leaves ordinary, extending writes.
+    fn allocate_for(&self, start: u64, end: u64) {
+        if self.staging.prealloc == 0 {
+            return;
+        }
+        let mut a = self.alloc.lock();
+        if end <= a.to {
+            return;
+        }
+        let from = a.to.max(start);
+        let to = end + self.staging.prealloc;
+        let _ = self.inner.allocate(from, to - from);
+        a.to = to;
+        a.trim = true;
+    }
+
+    /// Cuts off space allocated past the real `end` (nothing is in flight).
+    fn trim(&self, end: u64) -> io::Result<()> {
+        let mut a = self.alloc.lock();
+        if a.trim {
+            self.inner.set_len(end)?;
+        }
+        *a = Allocated {
+            to: end,
+            trim: false,
+        };
+        Ok(())
+    }
+
+    /// Writes a chunk (allocating ahead first).
+    fn write_full(&self, c: &Chunk) -> io::Result<()> {
+        let end = c.at + c.buf.len as u64;
+        self.allocate_for(c.at, end);
+        write_chunk(&*self.inner, c, self.staging.align)
     }
 
     fn append(self: &Arc<Self>, st: &mut MutexGuard<'_, State>, mut data: &[u8]) -> io::Result<()> {
@@ -225,6 +291,14 @@ impl Shared {
 
     /// Hands the full buffer over as a chunk and starts a new one at the file's end.
     fn spill(self: &Arc<Self>, st: &mut MutexGuard<'_, State>) -> io::Result<()> {
+        // Wait for room first: until the chunk is queued, the state must still show its
+        // bytes as staged (writers publish how far the file is complete from it).
+        if self.staging.background {
+            while st.queue.len() >= self.staging.depth && st.failed.is_none() {
+                self.changed.wait(st);
+            }
+            self.check(st)?;
+        }
         let Some(buf) = st.buf.take() else {
             return Ok(());
         };
@@ -238,12 +312,8 @@ impl Shared {
         if !self.staging.background {
             return self.write_now(st, chunk);
         }
-        while st.queue.len() >= self.staging.depth && st.failed.is_none() {
-            self.changed.wait(st);
-        }
-        self.check(st)?;
         st.queue.push_back(chunk);
-        if !st.writer_alive {
+        if st.writers_alive < self.staging.writers {
             self.start_writer(st)?;
         }
         self.changed.notify_all();
@@ -252,13 +322,12 @@ impl Shared {
 
     /// Writes `chunk` from the calling thread, keeping its buffer for reuse.
     fn write_now(&self, st: &mut State, chunk: Chunk) -> io::Result<()> {
-        let r = write_chunk(&*self.inner, &chunk, self.staging.align);
-        let end = chunk.at + chunk.buf.len as u64;
+        let r = self.write_full(&chunk);
         let start = chunk.at + chunk.from as u64;
         st.spare.push(chunk.buf);
         match r {
             Ok(()) => {
-                self.written.store(end, Ordering::Release);
+                self.advance_written(st);
                 Ok(())
             }
             Err(e) => {
@@ -274,7 +343,7 @@ impl Shared {
             .name("vt-append".into())
             .spawn(move || me.run_writer());
         if spawned.is_ok() {
-            st.writer_alive = true;
+            st.writers_alive += 1;
             return Ok(());
         }
         // No thread: write the queue here.
@@ -284,28 +353,28 @@ impl Shared {
         Ok(())
     }
 
-    /// The background writer: writes queued chunks in order until idle for a while.
+    /// A background writer: writes queued chunks (in queue order; with several writers
+    /// they may finish out of order) until idle for a while.
     fn run_writer(&self) {
         let mut st = self.state.lock();
         loop {
             if let Some(chunk) = st.queue.pop_front() {
-                st.busy = true;
+                let start = chunk.at + chunk.from as u64;
+                st.in_flight.push(start);
                 let skip = st.failed.is_some();
                 let r = MutexGuard::unlocked(&mut st, || {
                     if skip {
                         Ok(())
                     } else {
-                        write_chunk(&*self.inner, &chunk, self.staging.align)
+                        self.write_full(&chunk)
                     }
                 });
-                st.busy = false;
-                match r {
-                    Ok(()) if !skip => {
-                        let end = chunk.at + chunk.buf.len as u64;
-                        self.written.store(end, Ordering::Release);
-                    }
-                    Ok(()) => {}
-                    Err(e) => self.fail(&mut st, &e, chunk.at + chunk.from as u64),
+                st.in_flight.retain(|&s| s != start);
+                if let Err(e) = r {
+                    self.fail(&mut st, &e, start);
+                }
+                if st.failed.is_none() {
+                    self.advance_written(&st);
                 }
                 st.spare.push(chunk.buf);
                 self.changed.notify_all();
@@ -315,7 +384,7 @@ impl Shared {
                 break;
             }
         }
-        st.writer_alive = false;
+        st.writers_alive -= 1;
         self.changed.notify_all();
     }
 
@@ -346,6 +415,10 @@ impl Shared {
                 self.fail(st, &e, start);
                 return Err(e);
             }
+        }
+        if let Err(e) = self.trim(end) {
+            self.fail(st, &e, end);
+            return Err(e);
         }
         self.restart_at(st, end);
         Ok(())
@@ -452,6 +525,7 @@ impl FileIo for StagedFile {
         }
         s.flush(&mut st)?;
         s.inner.set_len(len)?;
+        s.trim(len)?;
         s.restart_at(&mut st, len);
         Ok(())
     }

@@ -34,6 +34,8 @@ fn os_staged(dir: &Path, refuse_direct: bool) -> (StagedFile, Arc<OsFile>) {
         chunk: 64 << 10,
         background: true,
         depth: 2,
+        writers: 2,
+        prealloc: 256 << 10,
     };
     (StagedFile::new(os.clone(), staging), os)
 }
@@ -273,10 +275,13 @@ proptest! {
         chunks in 1usize..5,
         background in any::<bool>(),
         depth in 1usize..4,
+        writers in 1usize..4,
+        prealloc in prop_oneof![Just(0u64), 1u64..5000],
         head in 0usize..600,
     ) {
         let align = 1usize << align_log;
-        let staging = Staging { align, chunk: align * chunks, background, depth };
+        let chunk = align * chunks;
+        let staging = Staging { align, chunk, background, depth, writers, prealloc };
         let fs = SimFs::with_staging(Some(staging));
         fs.create_dir_all(Path::new("/d")).unwrap();
         let p = Path::new("/d/f");
@@ -289,6 +294,7 @@ proptest! {
         }
         prop_assert_eq!(f.len().unwrap(), model.len() as u64);
         f.sync().unwrap();
+        // Exactly the model: no allocated space is left past the end.
         prop_assert_eq!(&fs.read_file(p).unwrap(), &model);
         let tail = bytes(777, 5);
         f.write_at(&tail, model.len() as u64).unwrap();
