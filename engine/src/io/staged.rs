@@ -62,26 +62,34 @@ impl Staging {
 /// How long an idle background writer waits for the next chunk before it exits.
 const WRITER_IDLE: Duration = Duration::from_millis(200);
 
-/// A zeroed buffer whose usable part starts at an `align`ed address. Safe code cannot ask
-/// the allocator for an alignment, so it over-allocates and starts at the first aligned byte.
+/// A buffer of up to `cap` bytes starting at an `align`ed address. Safe code cannot ask
+/// the allocator for an alignment, so it over-allocates and starts at the first aligned
+/// byte; the vector never grows past its capacity, so the address stays put. Bytes are
+/// appended rather than written into zeroed memory: a fresh buffer per small transaction
+/// costs an allocation, not a memset of the whole chunk.
 struct AlignedBuf {
     mem: Vec<u8>,
     start: usize,
-    len: usize,
+    cap: usize,
 }
 
 impl AlignedBuf {
-    fn new(len: usize, align: usize) -> Self {
-        let mem = vec![0u8; len + align];
-        let addr = mem.as_ptr().addr();
-        let start = (align - addr % align) % align;
-        AlignedBuf { mem, start, len }
+    fn new(cap: usize, align: usize) -> Self {
+        let mut mem: Vec<u8> = Vec::with_capacity(cap + align);
+        let start = (align - mem.as_ptr().addr() % align) % align;
+        mem.resize(start, 0);
+        AlignedBuf { mem, start, cap }
     }
+    /// The bytes put so far, from the aligned start.
     fn bytes(&self) -> &[u8] {
-        &self.mem[self.start..self.start + self.len]
+        &self.mem[self.start..]
     }
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.mem[self.start..self.start + self.len]
+    /// Puts `data` at `pos` and drops what was after it (stale bytes before `pos` stay,
+    /// or zeros are filled in).
+    fn put(&mut self, pos: usize, data: &[u8]) {
+        assert!(pos + data.len() <= self.cap, "staging buffer overflow");
+        self.mem.resize(self.start + pos, 0);
+        self.mem.extend_from_slice(data);
     }
 }
 
@@ -259,7 +267,7 @@ impl Shared {
 
     /// Writes a chunk (allocating ahead first).
     fn write_full(&self, c: &Chunk) -> io::Result<()> {
-        let end = c.at + c.buf.len as u64;
+        let end = c.at + c.buf.bytes().len() as u64;
         self.allocate_for(c.at, end);
         write_chunk(&*self.inner, c, self.staging.align)
     }
@@ -278,7 +286,7 @@ impl Shared {
                 );
             }
             if let Some(buf) = st.buf.as_mut() {
-                buf.bytes_mut()[pos..pos + n].copy_from_slice(&data[..n]);
+                buf.put(pos, &data[..n]);
             }
             st.end = Some(end + n as u64);
             data = &data[n..];
@@ -479,7 +487,8 @@ fn write_span(
 
 /// Writes a full chunk (only the first chunk after a sync has an unaligned head).
 fn write_chunk(inner: &dyn FileIo, c: &Chunk, align: usize) -> io::Result<()> {
-    write_span(inner, c.buf.bytes(), c.at, c.from, c.buf.len, align)
+    let bytes = c.buf.bytes();
+    write_span(inner, bytes, c.at, c.from, bytes.len(), align)
 }
 
 impl FileIo for StagedFile {

@@ -205,7 +205,8 @@ fn simulated_files_check_direct_write_alignment() {
     let f = fs
         .open_unstaged(Path::new("/d/f"), OpenMode::CreateNew)
         .unwrap();
-    let buf = AlignedBuf::new(512, 256);
+    let mut buf = AlignedBuf::new(512, 256);
+    buf.put(0, &[7; 512]);
     assert!(f.write_direct_at(&buf.bytes()[..256], 0).is_ok());
     assert!(f.write_direct_at(&buf.bytes()[..100], 256).is_err());
     assert!(f.write_direct_at(&buf.bytes()[1..257], 256).is_err());
