@@ -142,7 +142,7 @@ impl OsFile {
     }
 }
 
-/// Opens `path` for writing with `O_DIRECT` (tmpfs and some other file systems refuse it).
+/// Opens `path` for writing with `O_DIRECT` (some file systems, e.g. older tmpfs, refuse it).
 fn open_direct(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()

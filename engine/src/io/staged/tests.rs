@@ -26,7 +26,7 @@ fn os_staged(dir: &Path, refuse_direct: bool) -> (StagedFile, Arc<OsFile>) {
         .unwrap();
     let os = Arc::new(OsFile::new(file, &path));
     if refuse_direct {
-        // As if the file system refused O_DIRECT at open (tmpfs before Linux 6.6, ...).
+        // As if the file system refused O_DIRECT at open (tmpfs on older kernels, ...).
         os.direct.set(None).unwrap();
     }
     let staging = Staging {
