@@ -1,7 +1,10 @@
 //! Staged appends: what is appended to a file collects in a memory buffer first. Each full
 //! buffer (a *chunk*) is written with [`FileIo::write_direct_at`], which for the operating
-//! system bypasses the page cache (`O_DIRECT`), on a background thread; whatever is staged
-//! when the file is synced, written elsewhere or truncated goes out with one ordinary write.
+//! system bypasses the page cache (`O_DIRECT`), by background writers (several at once,
+//! into space allocated ahead with [`FileIo::allocate`]). Whatever is staged when the file
+//! is synced, written elsewhere or truncated goes out then: a small rest with one ordinary
+//! write, a big one (the end of a big stream) mostly direct; space allocated past the end
+//! is cut off before the sync, so a synced file ends exactly at its last byte.
 //!
 //! Why: a large stream written through the page cache costs the kernel more CPU than the
 //! disk needs (per-page allocation and accounting, then writeback), and that CPU is taken
