@@ -10,7 +10,11 @@
 # in throughput terms (peer wall / vt wall). Several VT binaries (e.g. before/after)
 # are measured in the same rounds, in reversed order every other round (the first
 # save after a peer runs against a fuller page cache). A third peer, `dd ... conv=fdatasync`,
-# copies FILE into DIR and syncs it: the disk's floor for any durable save of FILE.
+# copies FILE into DIR and syncs it through the page cache; a fourth, the same with
+# `oflag=direct` (8 MiB writes, one at a time), is the reference for a save that writes around
+# the page cache as vt does.
+# `vt cat` is timed on a warm cache: the store's segments are read once (untimed) after
+# the save, since a save that writes around the page cache (O_DIRECT) leaves them cold.
 # Needs b3sum and /usr/bin/time.
 set -euo pipefail
 rounds=5 mib=1024 dir=${TMPDIR:-/tmp}/vt-savecat file=
@@ -18,7 +22,7 @@ while getopts "n:s:d:f:" o; do
   case $o in n) rounds=$OPTARG ;; s) mib=$OPTARG ;; d) dir=$OPTARG ;; f) file=$OPTARG ;; *) exit 2 ;; esac
 done
 shift $((OPTIND - 1))
-[ $# -ge 1 ] || { sed -n 2,13p "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n 2,17p "$0"; exit 2; }
 mkdir -p "$dir"
 if [ -n "$file" ]; then
   mib=$(($(stat -L -c %s "$file") >> 20))
@@ -42,6 +46,9 @@ for r in $(seq "$rounds"); do
   sync
   t ddsync dd if="$file" of="$dir/ddcopy" bs=4M conv=fdatasync status=none
   rm -f "$dir/ddcopy"
+  sync
+  t dddirect dd if="$file" of="$dir/ddcopy" bs=8M oflag=direct conv=fdatasync status=none
+  rm -f "$dir/ddcopy"
   order=$(seq $#)
   if [ $((r % 2)) = 0 ]; then order=$(seq $# -1 1); fi
   for i in $order; do
@@ -51,6 +58,7 @@ for r in $(seq "$rounds"); do
     "$vt" -S "$st" init >/dev/null
     sync
     t "save$i" "$vt" -S "$st" save "$file" >"$dir/ref$i"
+    cat "$st"/data/* >/dev/null # warm cache for cat, as the target says
     t "vtcat$i" "$vt" -S "$st" cat "$(cat "$dir/ref$i")" >/dev/null
   done
 done
@@ -72,10 +80,14 @@ def row(name, key, peer=None):
 row("b3sum --num-threads 2", "b3sum")
 row("cat > /dev/null", "cat")
 row("dd conv=fdatasync (disk floor)", "ddsync")
+row("dd oflag=direct conv=fdatasync", "dddirect")
 for i, vt in enumerate(vts, 1):
     row(f"vt save ({vt})", f"save{i}", "b3sum")
     row(f"vt cat ({vt})", f"vtcat{i}", "cat")
 print()
+print(f"- load average at the end: {open('/proc/loadavg').read().split()[:3]}")
+print("- vt cat runs after the store's segments were read once (warm cache)")
 for i, vt in enumerate(vts, 1):
-    print(f"- vt save ({vt}) / disk floor: dd wall / save wall = {med['ddsync'][0] / med[f'save{i}'][0]:.2f}")
+    print(f"- vt save ({vt}) / disk floor: dd wall / save wall = {med['ddsync'][0] / med[f'save{i}'][0]:.2f}, "
+          f"direct dd wall / save wall = {med['dddirect'][0] / med[f'save{i}'][0]:.2f}")
 PY

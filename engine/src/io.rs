@@ -15,7 +15,11 @@ use std::io;
 use std::ops::Bound;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+
+mod staged;
+pub use staged::{StagedFile, Staging};
 
 /// One open file: positioned reads and writes, length, durability barrier.
 // An `is_empty` would only be noise for files.
@@ -36,6 +40,20 @@ pub trait FileIo: Send + Sync + Debug {
     /// Durability still comes only from `sync`, which reports any error the background
     /// writeback met. The default does nothing.
     fn start_writeback(&self) {}
+    /// Writes all of `data` at `offset` like [`write_at`](FileIo::write_at), bypassing the
+    /// page cache where the file system allows it. The caller passes whole aligned blocks
+    /// (see [`Staging::align`]): `offset`, the length and the address of `data` are
+    /// multiples of the alignment. The default is `write_at`.
+    fn write_direct_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
+        self.write_at(data, offset)
+    }
+    /// Allocates space for `len` bytes at `offset` (reading as zeros), extending the file
+    /// when they lie past its end. Fails where the file system cannot; the default does
+    /// nothing.
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
 }
 
 /// How [`Fs::open`] opens a file.
@@ -94,16 +112,43 @@ pub struct OsFs;
 #[derive(Debug)]
 struct OsFile {
     file: Arc<File>,
+    path: PathBuf,
+    /// A second descriptor of the file opened with `O_DIRECT`, on the first direct write;
+    /// `None` when the file system refused it.
+    direct: OnceLock<Option<File>>,
+    /// Set when a direct write was refused (`EINVAL`): write through the page cache from now on.
+    direct_refused: AtomicBool,
     writeback: Arc<Writeback>,
 }
 
 impl OsFile {
-    fn new(file: File) -> Self {
+    fn new(file: File, path: &Path) -> Self {
         OsFile {
             file: Arc::new(file),
+            path: path.to_path_buf(),
+            direct: OnceLock::new(),
+            direct_refused: AtomicBool::new(false),
             writeback: Arc::default(),
         }
     }
+
+    fn direct_file(&self) -> Option<&File> {
+        if self.direct_refused.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.direct
+            .get_or_init(|| open_direct(&self.path).ok())
+            .as_ref()
+    }
+}
+
+/// Opens `path` for writing with `O_DIRECT` (some file systems, e.g. older tmpfs, refuse it).
+fn open_direct(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
 }
 
 /// Background fdatasync of one file (see [`FileIo::start_writeback`]).
@@ -188,6 +233,33 @@ impl FileIo for OsFile {
     fn start_writeback(&self) {
         self.writeback.start(&self.file);
     }
+    fn write_direct_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
+        let mut done = 0;
+        if let Some(direct) = self.direct_file() {
+            match direct.write_at(data, offset) {
+                Ok(n) => done = n,
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    // Nothing was written; this file system wants the page cache.
+                    self.direct_refused.store(true, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // A short direct write leaves an unaligned rest: write it through the page cache.
+        self.file.write_all_at(&data[done..], offset + done as u64)
+    }
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        use nix::fcntl::{fallocate, FallocateFlags};
+        let off = |x: u64| i64::try_from(x).map_err(io::Error::other);
+        fallocate(
+            &*self.file,
+            FallocateFlags::empty(),
+            off(offset)?,
+            off(len)?,
+        )
+        .map_err(io::Error::from)
+    }
 }
 
 fn os_open(path: &Path, mode: OpenMode) -> io::Result<File> {
@@ -206,8 +278,13 @@ fn os_open(path: &Path, mode: OpenMode) -> io::Result<File> {
 }
 
 impl Fs for OsFs {
+    /// Files opened for writing stage their appends (see [`StagedFile`], [`Staging::OS`]).
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn FileIo>> {
-        Ok(Arc::new(OsFile::new(os_open(path, mode)?)))
+        let file = Arc::new(OsFile::new(os_open(path, mode)?, path));
+        if mode == OpenMode::Read {
+            return Ok(file);
+        }
+        Ok(Arc::new(StagedFile::new(file, Staging::OS)))
     }
     fn exists(&self, path: &Path) -> bool {
         path.exists()
@@ -370,20 +447,38 @@ struct SimFile {
     durable: Vec<u8>,
     /// The file's directory entry survives a crash (its directory was synced after creation).
     entry_durable: bool,
-    /// Every write so far landed at or past the end of the file and no `set_len` grew it:
-    /// a log. Only such files are torn by [`CrashImage::TornTail`].
+    /// Every write so far landed at or past the end of the file's data (allocated space
+    /// not counted) and no `set_len` grew it: a log. Only such files are torn by
+    /// [`CrashImage::TornTail`].
     overwritten: bool,
+    /// Where the live bytes written so far end; `live` may go on with allocated zeros.
+    data_end: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct SimState {
     files: BTreeMap<PathBuf, SimFile>,
     dirs: Vec<PathBuf>,
+    /// How handles opened for writing stage appends (`None`: every write goes through).
+    staging: Option<Staging>,
     /// Mutating operations (writes, truncations, syncs) performed so far.
     ops: u64,
     /// The operation number at which the simulated machine dies.
     crash_at: Option<u64>,
     crashed: bool,
+}
+
+impl Default for SimState {
+    fn default() -> Self {
+        SimState {
+            files: BTreeMap::new(),
+            dirs: Vec::new(),
+            staging: Some(SimFs::STAGING),
+            ops: 0,
+            crash_at: None,
+            crashed: false,
+        }
+    }
 }
 
 /// How [`SimFs::crash_image`] treats writes that were not synced before the crash.
@@ -414,9 +509,29 @@ fn crashed() -> io::Error {
 }
 
 impl SimFs {
+    /// The default staging of simulated files: tiny chunks, written by the appending
+    /// thread, so the crash tests cross chunk writes (head, direct body) and final
+    /// writes at deterministic operation numbers.
+    pub const STAGING: Staging = Staging {
+        align: 256,
+        chunk: 1024,
+        background: false,
+        depth: 1,
+        writers: 1,
+        prealloc: 2048,
+    };
+
     /// An empty simulated disk.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty simulated disk whose files opened for writing stage appends as `staging`
+    /// says (`None`: no staging; a background writer makes operation numbers vary).
+    pub fn with_staging(staging: Option<Staging>) -> Self {
+        let fs = Self::default();
+        fs.lock().staging = staging;
+        fs
     }
 
     fn lock(&self) -> MutexGuard<'_, SimState> {
@@ -458,6 +573,7 @@ impl SimFs {
                 path.clone(),
                 SimFile {
                     live: data.clone(),
+                    data_end: data.len(),
                     durable: data,
                     entry_durable: true,
                     overwritten: f.overwritten,
@@ -467,6 +583,7 @@ impl SimFs {
         let state = SimState {
             files,
             dirs: st.dirs.clone(),
+            staging: st.staging,
             ..SimState::default()
         };
         SimFs {
@@ -490,6 +607,7 @@ impl SimFs {
         f.live = data.to_vec();
         f.durable = data.to_vec();
         f.entry_durable = true;
+        f.data_end = data.len();
     }
 
     /// Counts one mutating operation; fails if the machine has crashed or crashes now.
@@ -571,18 +689,29 @@ impl FileIo for SimHandle {
         self.with_file(true, |f| {
             let start = usize::try_from(offset).map_err(io::Error::other)?;
             let end = start + data.len();
-            f.overwritten |= start < f.live.len();
+            f.overwritten |= start < f.data_end;
             if f.live.len() < end {
                 f.live.resize(end, 0);
             }
             f.live[start..end].copy_from_slice(data);
+            f.data_end = f.data_end.max(end);
             Ok(())
         })
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.with_file(true, |f| {
-            f.live
-                .resize(usize::try_from(len).map_err(io::Error::other)?, 0);
+            let len = usize::try_from(len).map_err(io::Error::other)?;
+            f.live.resize(len, 0);
+            f.data_end = len;
+            Ok(())
+        })
+    }
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.with_file(true, |f| {
+            let end = usize::try_from(offset + len).map_err(io::Error::other)?;
+            if f.live.len() < end {
+                f.live.resize(end, 0);
+            }
             Ok(())
         })
     }
@@ -592,10 +721,22 @@ impl FileIo for SimHandle {
             Ok(())
         })
     }
+    /// Refuses what `O_DIRECT` would refuse: a write not aligned to the staging alignment.
+    fn write_direct_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
+        let align = self.fs.lock().staging.map_or(1, |s| s.align);
+        let aligned = |x: usize| x.is_multiple_of(align);
+        if !aligned(data.len())
+            || !aligned(data.as_ptr().addr())
+            || !offset.is_multiple_of(align as u64)
+        {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        self.write_at(data, offset)
+    }
 }
 
-impl Fs for SimFs {
-    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn FileIo>> {
+impl SimFs {
+    fn open_unstaged(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn FileIo>> {
         let mut st = self.lock();
         if st.crashed {
             return Err(crashed());
@@ -618,6 +759,17 @@ impl Fs for SimFs {
             path: path.to_path_buf(),
             writable,
         }))
+    }
+}
+
+impl Fs for SimFs {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn FileIo>> {
+        let file = self.open_unstaged(path, mode)?;
+        let staging = self.lock().staging;
+        match staging {
+            Some(s) if mode != OpenMode::Read => Ok(Arc::new(StagedFile::new(file, s))),
+            _ => Ok(file),
+        }
     }
     fn exists(&self, path: &Path) -> bool {
         let st = self.lock();
@@ -663,11 +815,12 @@ impl Fs for SimFs {
         path: &Path,
         mode: OpenMode,
     ) -> io::Result<(IndexBackend, ConcurrencyMode)> {
+        // The index writes pages in place: it is never staged.
         let file = if mode != OpenMode::Read && !self.exists(path) {
             // The store syncs the directory after creating its index file.
-            self.open(path, OpenMode::CreateNew)?
+            self.open_unstaged(path, OpenMode::CreateNew)?
         } else {
-            self.open(
+            self.open_unstaged(
                 path,
                 if mode == OpenMode::Read {
                     OpenMode::Read
