@@ -710,7 +710,10 @@ pub fn decode_group(
     if hdr.kind != RecordKind::Group {
         return Err("not a group record".into());
     }
-    let raw = decompress(hdr.codec, payload, hdr.raw_len)?;
+    // Through the thread's reused zstd context: creating one per group costs as much as
+    // decoding a small group.
+    let mut raw = Vec::new();
+    decompress_into(hdr.codec, payload, hdr.raw_len, &mut raw)?;
     let members = group_members(&raw)?;
     Ok(DecodedGroup {
         raw,

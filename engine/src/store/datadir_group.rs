@@ -91,28 +91,32 @@ impl OpenGroup {
 
 /// Recently decoded groups, keyed by (segment, record offset). Entries are tagged with the
 /// abort epoch at which their read started: an abort truncates segments, so a record read
-/// before it may be replaced by a different one at the same offset.
+/// before it may be replaced by a different one at the same offset. A slot is inserted
+/// before its group is decoded, so concurrent readers of one group (restore's fetcher
+/// threads) wait for one decode instead of each doing it.
 #[derive(Debug, Default)]
 pub(crate) struct GroupCache {
-    entries: Mutex<VecDeque<(GroupKey, Arc<DecodedGroup>)>>,
+    entries: Mutex<VecDeque<(GroupKey, Slot)>>,
     epoch: AtomicU64,
 }
 
 type GroupKey = (SegmentId, u64, u64);
+type Slot = Arc<Mutex<Option<Arc<DecodedGroup>>>>;
 
 impl GroupCache {
-    fn get(&self, seg: SegmentId, offset: u64) -> Option<Arc<DecodedGroup>> {
+    /// The slot of a group, inserted (empty) when missing.
+    fn slot(&self, seg: SegmentId, offset: u64) -> Slot {
         let key = (seg, offset, self.epoch.load(Ordering::Acquire));
-        let e = self.entries.lock();
-        e.iter().find(|(k, _)| *k == key).map(|(_, g)| g.clone())
-    }
-
-    fn put(&self, key: GroupKey, g: Arc<DecodedGroup>) {
         let mut e = self.entries.lock();
+        if let Some((_, s)) = e.iter().find(|(k, _)| *k == key) {
+            return s.clone();
+        }
         if e.len() >= GROUP_CACHE_ENTRIES {
             e.pop_front();
         }
-        e.push_back((key, g));
+        let s = Slot::default();
+        e.push_back((key, s.clone()));
+        s
     }
 
     /// Forgets everything (after an abort).
@@ -191,23 +195,24 @@ impl DataDir {
     /// The decoded group record at `loc` (a member's entry), from the cache when `cached`
     /// and it is there; a fresh read is cached when `cached`.
     pub(crate) fn decoded_group(&self, loc: &Location, cached: bool) -> Result<Arc<DecodedGroup>> {
-        if cached {
-            if let Some(g) = self.groups.get(loc.segment, loc.offset) {
-                return Ok(g);
-            }
+        let read = || -> Result<Arc<DecodedGroup>> {
+            let seg = self.segment_file(loc.segment)?;
+            let alg = crate::store::Store::hash_alg(self);
+            Ok(Arc::new(segment::read_group(
+                &*seg.file, &seg.name, loc.offset, alg,
+            )?))
+        };
+        if !cached {
+            return read();
         }
-        let epoch = self.groups.epoch.load(Ordering::Acquire);
-        let seg = self.segment_file(loc.segment)?;
-        let g = Arc::new(segment::read_group(
-            &*seg.file,
-            &seg.name,
-            loc.offset,
-            crate::store::Store::hash_alg(self),
-        )?);
-        if cached {
-            self.groups.put((loc.segment, loc.offset, epoch), g.clone());
+        let slot = self.groups.slot(loc.segment, loc.offset);
+        let mut g = slot.lock();
+        if let Some(g) = g.as_ref() {
+            return Ok(g.clone());
         }
-        Ok(g)
+        let fresh = read()?;
+        *g = Some(fresh.clone());
+        Ok(fresh)
     }
 
     /// Member `hash` of the group at `loc`, checked (length and hashcode), passed to `f`.
