@@ -505,6 +505,32 @@ pub fn grow(buf: &mut Vec<u8>, n: usize) {
     }
 }
 
+/// Decodes a payload into a new buffer of exactly `raw_len` bytes (not zeroed first).
+fn decompress_fresh(
+    codec: Codec,
+    payload: &[u8],
+    raw_len: u32,
+) -> std::result::Result<Vec<u8>, String> {
+    if codec != Codec::Zstd {
+        return decompress(codec, payload, raw_len);
+    }
+    let mut out = Vec::with_capacity(raw_len as usize);
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new().map_err(|e| format!("zstd: {e}"))?);
+        }
+        let d = slot.as_mut().ok_or("zstd: no decompressor")?;
+        // Decodes into the spare capacity: an overlong stream is an error.
+        d.decompress_to_buffer(payload, &mut out)
+            .map_err(|e| format!("zstd: {e}"))
+    })?;
+    if out.len() != raw_len as usize {
+        return Err(format!("decoded {} bytes, expected {raw_len}", out.len()));
+    }
+    Ok(out)
+}
+
 /// Decodes a payload into the front of `buf`, checking the length; returns it.
 fn decompress_into(
     codec: Codec,
@@ -712,8 +738,7 @@ pub fn decode_group(
     }
     // Through the thread's reused zstd context: creating one per group costs as much as
     // decoding a small group.
-    let mut raw = Vec::new();
-    decompress_into(hdr.codec, payload, hdr.raw_len, &mut raw)?;
+    let raw = decompress_fresh(hdr.codec, payload, hdr.raw_len)?;
     let members = group_members(&raw)?;
     Ok(DecodedGroup {
         raw,

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Decoded groups kept for neighbouring reads (each at most a group's raw size).
-const GROUP_CACHE_ENTRIES: usize = 8;
+const GROUP_CACHE_ENTRIES: usize = 16;
 
 /// Blocks waiting to be written as one group record.
 #[derive(Debug, Default)]
@@ -108,8 +108,13 @@ impl GroupCache {
     fn slot(&self, seg: SegmentId, offset: u64) -> Slot {
         let key = (seg, offset, self.epoch.load(Ordering::Acquire));
         let mut e = self.entries.lock();
-        if let Some((_, s)) = e.iter().find(|(k, _)| *k == key) {
-            return s.clone();
+        if let Some(i) = e.iter().position(|(k, _)| *k == key) {
+            // Least recently used goes first: a group most of a restore's files come
+            // from stays while the odd file of another group passes through.
+            let hit = e.remove(i).unwrap_or_else(|| (key, Slot::default()));
+            let s = hit.1.clone();
+            e.push_back(hit);
+            return s;
         }
         if e.len() >= GROUP_CACHE_ENTRIES {
             e.pop_front();
