@@ -167,6 +167,19 @@ pub fn check_header(head: &[u8], name: &str) -> Result<HeaderCheck> {
     Ok(HeaderCheck::Format(SegmentFormat::V1))
 }
 
+/// The version field of a segment file's header, when it has one of our format.
+pub fn header_version(file: &dyn FileIo) -> Option<u16> {
+    let mut h = [0u8; SEGMENT_HEADER_LEN as usize];
+    file.read_at(&mut h, 0).ok()?;
+    match check_header(&h, "") {
+        Ok(HeaderCheck::Format(SegmentFormat::V1)) => Some(u16::from_le_bytes([
+            h[HDR_VERSION_AT],
+            h[HDR_VERSION_AT + 1],
+        ])),
+        _ => None,
+    }
+}
+
 /// A record ready to append: built (and compressed) outside the writer lock.
 #[derive(Debug)]
 pub struct EncodedRecord {
@@ -1204,6 +1217,43 @@ mod tests {
         )
         .unwrap();
         assert_eq!(got, data);
+    }
+
+    /// A header of format `version` with a valid crc.
+    fn header_of(version: u16) -> [u8; SEGMENT_HEADER_LEN as usize] {
+        let mut h = segment_header();
+        h[HDR_VERSION_AT..HDR_VERSION_AT + 2].copy_from_slice(&version.to_le_bytes());
+        let crc = crc32fast::hash(&h[..HDR_CRC_AT]);
+        h[HDR_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
+        h
+    }
+
+    #[test]
+    fn version_1_segments_stay_readable_and_unknown_versions_are_refused() {
+        let v1 = HeaderCheck::Format(SegmentFormat::V1);
+        assert_eq!(check_header(&header_of(1), "x").unwrap(), v1);
+        assert_eq!(check_header(&header_of(2), "x").unwrap(), v1);
+        assert!(matches!(
+            check_header(&header_of(3), "x"),
+            Err(Error::Unsupported(_))
+        ));
+        // A version-1 segment: records with byte 14 zero, as version 1 wrote them.
+        let data = b"written by version 1 ".repeat(10);
+        let h = HashAlg::Blake3.hash(&data);
+        let rec = encode_record(&h, &data, 3).unwrap();
+        assert_eq!(rec.bytes[REC_KIND_AT], 0);
+        let mut seg = header_of(1).to_vec();
+        seg.extend_from_slice(&rec.bytes);
+        let f = file_with(&seg);
+        assert_eq!(read_record(&*f, "s", 16, &h, rec.stored_len).unwrap(), data);
+        let mut n = 0;
+        scan_v1(&*f, 16, true, |r| {
+            assert_eq!((r.kind, r.hash), (RecordKind::Block, h));
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 1);
     }
 
     fn group_of(blocks: &[Vec<u8>], level: i32) -> (EncodedRecord, Vec<HashCode>) {

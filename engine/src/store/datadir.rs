@@ -46,8 +46,10 @@ pub const DATA_DIR: &str = "data";
 pub const SEGMENT_SUFFIX: &str = ".vtd";
 /// Default size at which the writer starts a new segment.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 1 << 30;
-/// Default of [`DataDirOptions::group_max_block`].
-pub const DEFAULT_GROUP_MAX_BLOCK: usize = 64 << 10;
+/// Default of [`DataDirOptions::group_max_block`]: the default chunker's smallest chunk,
+/// so the chunks of big files (but their last) keep records of their own (a read of one
+/// of them never decodes a group) while small files and directory blocks are grouped.
+pub const DEFAULT_GROUP_MAX_BLOCK: usize = 16 << 10;
 /// Default of [`DataDirOptions::group_bytes`].
 pub const DEFAULT_GROUP_BYTES: usize = 128 << 10;
 /// Largest accepted [`DataDirOptions::group_bytes`] and
@@ -874,7 +876,10 @@ impl DataDir {
         }
         if info.format == SegmentFormat::V1 {
             w.ends.insert(id, end);
-            if end < self.opts.segment_size && w.active.is_none_or(|a| a < id) {
+            // Only a segment of the current format takes appends: group records must not
+            // land in a segment whose header says version 1.
+            let current = segment::header_version(&*file) == Some(segment::SEGMENT_VERSION);
+            if current && end < self.opts.segment_size && w.active.is_none_or(|a| a < id) {
                 w.active = Some(id);
             }
         }
