@@ -34,7 +34,12 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode>
         HeaderCheck::Format(f) => f,
         HeaderCheck::Torn => anyhow::bail!("{name}: torn segment header"),
     };
-    println!("# {name}: {format:?} segment, {len} bytes");
+    let version = match format {
+        SegmentFormat::V1 => segment::header_version(file.as_ref())
+            .map_or_else(String::new, |v| format!(" (format version {v})")),
+        SegmentFormat::Legacy => String::new(),
+    };
+    println!("# {name}: {format:?} segment{version}, {len} bytes");
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let print = |r: ScannedRecord| {
