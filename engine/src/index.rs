@@ -70,6 +70,15 @@ pub const FLAG_LEGACY: u16 = 0x0010;
 /// Location flag: the block is an indirect block whose whole tree is present.
 pub const FLAG_INDIRECT_COMPLETE: u16 = 0x0020;
 
+/// Location flag: the block is a member of a group record (segment format 2): `offset`
+/// is the group record's start, `raw_len` the member's length, `stored_len` its share of
+/// the group's payload bytes, and the bits from [`GROUP_MEMBER_SHIFT`] up its number in
+/// the group. The codec bits are the group record's codec.
+pub const FLAG_GROUP: u16 = 0x0040;
+/// A group member's number is `flags >> GROUP_MEMBER_SHIFT` (9 bits).
+pub const GROUP_MEMBER_SHIFT: u16 = 7;
+const _: () = assert!(crate::segment::MAX_GROUP_MEMBERS << GROUP_MEMBER_SHIFT <= 1 << 16);
+
 /// The key of a hashcode.
 pub fn key_of(hash: &HashCode) -> IndexKey {
     let mut k = [0u8; KEY_LEN];
@@ -111,6 +120,27 @@ impl Location {
     pub fn codec(&self) -> Result<Codec> {
         let c = (self.flags & FLAG_CODEC_MASK) as u8;
         Codec::from_u8(c).ok_or_else(|| Error::Index(format!("unknown codec {c} in index entry")))
+    }
+
+    /// For a member of a group record, its number in the group.
+    pub fn group_member(&self) -> Option<usize> {
+        (self.flags & FLAG_GROUP != 0).then_some(usize::from(self.flags >> GROUP_MEMBER_SHIFT))
+    }
+
+    /// The flags of member `i` of a group record stored with `codec`.
+    pub fn member_flags(codec: Codec, i: usize) -> u16 {
+        codec as u16 | FLAG_GROUP | ((i as u16) << GROUP_MEMBER_SHIFT)
+    }
+
+    /// This entry once GC copied its record to `new`: `new`'s place, codec and group
+    /// bits; this entry's other flags (completeness) and generation.
+    pub fn moved_to(&self, new: &Location) -> Location {
+        const PLACE: u16 = FLAG_CODEC_MASK | FLAG_GROUP | !((1 << GROUP_MEMBER_SHIFT) - 1);
+        Location {
+            flags: (new.flags & PLACE) | (self.flags & !PLACE),
+            generation: self.generation,
+            ..*new
+        }
     }
 
     /// The 24-byte value: segment u32, offset u48, stored u32, raw u32, flags u16, generation u32 (all LE).
@@ -1447,11 +1477,7 @@ impl Index {
                     let cur = blocks.get(k)?.map(|g| Location::decode(&g.value()));
                     let Some(cur) = cur else { continue };
                     if cur.segment == *old_seg {
-                        let loc = Location {
-                            flags: (new.flags & FLAG_CODEC_MASK) | (cur.flags & !FLAG_CODEC_MASK),
-                            generation: cur.generation,
-                            ..*new
-                        };
+                        let loc = cur.moved_to(new);
                         counters.stored_bytes = counters
                             .stored_bytes
                             .saturating_sub(u64::from(cur.stored_len))

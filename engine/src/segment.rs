@@ -16,8 +16,10 @@ use std::io::Read;
 /// The first 8 bytes of a version-1 segment. 0x89 cannot start a legacy record
 /// (its BSUInt flags would exceed 1), so the format is detected from the first bytes.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"\x89VTSEG\r\n";
-/// The segment format this code writes.
-pub const SEGMENT_VERSION: u16 = 1;
+/// The segment format this code writes: version 2 adds group records (see [`RecordKind`]).
+pub const SEGMENT_VERSION: u16 = 2;
+/// Segment format versions this code reads (version 1 has no group records).
+pub const SEGMENT_VERSIONS_READ: [u16; 2] = [1, 2];
 /// Length of the segment header: magic, version (u16 LE), flags (u16 LE, 0), crc32 (u32 LE) of bytes 0..12.
 pub const SEGMENT_HEADER_LEN: u64 = 16;
 /// Offset of the version field in the segment header.
@@ -37,8 +39,10 @@ pub const REC_RAW_LEN_AT: usize = 8;
 pub const REC_CODEC_AT: usize = 12;
 /// Offset of the hashenum byte (cs.vt numbering).
 pub const REC_HASHENUM_AT: usize = 13;
-/// Offset of two reserved bytes, zero.
-pub const REC_RESERVED_AT: usize = 14;
+/// Offset of the record kind byte (see [`RecordKind`]; zero in format version 1).
+pub const REC_KIND_AT: usize = 14;
+/// Offset of a reserved byte, zero.
+pub const REC_RESERVED_AT: usize = 15;
 /// Length of the fixed part of a record; the digest follows, then the payload.
 pub const REC_FIXED_LEN: usize = 16;
 
@@ -46,6 +50,21 @@ pub const REC_FIXED_LEN: usize = 16;
 pub const MAX_BLOCK_LEN: usize = 256 << 20;
 /// Blocks shorter than this are stored raw: compression cannot pay for its framing.
 pub const MIN_COMPRESS_LEN: usize = 64;
+
+/// Most members a group record may hold (the index entry keeps the member's number in 9 bits).
+pub const MAX_GROUP_MEMBERS: usize = 512;
+/// Largest raw group payload a reader accepts (writers stay far below it).
+pub const MAX_GROUP_LEN: usize = 16 << 20;
+
+/// What a version-1/2 record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// One block; the digest is the block's hashcode.
+    Block = 0,
+    /// Several small blocks compressed together (see [`encode_group_record`]); the
+    /// digest is the hashcode of the raw group payload.
+    Group = 1,
+}
 
 /// Legacy record flag: the payload is zlib-compressed.
 pub const LEGACY_FLAG_ZLIB: u64 = 0x01;
@@ -140,12 +159,25 @@ pub fn check_header(head: &[u8], name: &str) -> Result<HeaderCheck> {
         return Err(Error::corrupt(name, 0, "segment header checksum mismatch"));
     }
     let version = u16::from_le_bytes([head[HDR_VERSION_AT], head[HDR_VERSION_AT + 1]]);
-    if version != SEGMENT_VERSION {
+    if !SEGMENT_VERSIONS_READ.contains(&version) {
         return Err(Error::Unsupported(format!(
             "{name}: segment format version {version}"
         )));
     }
     Ok(HeaderCheck::Format(SegmentFormat::V1))
+}
+
+/// The version field of a segment file's header, when it has one of our format.
+pub fn header_version(file: &dyn FileIo) -> Option<u16> {
+    let mut h = [0u8; SEGMENT_HEADER_LEN as usize];
+    file.read_at(&mut h, 0).ok()?;
+    match check_header(&h, "") {
+        Ok(HeaderCheck::Format(SegmentFormat::V1)) => Some(u16::from_le_bytes([
+            h[HDR_VERSION_AT],
+            h[HDR_VERSION_AT + 1],
+        ])),
+        _ => None,
+    }
 }
 
 /// A record ready to append: built (and compressed) outside the writer lock.
@@ -214,6 +246,11 @@ pub fn encode_record(hash: &HashCode, data: &[u8], level: i32) -> Result<Encoded
             data.len()
         )));
     }
+    Ok(frame(RecordKind::Block, hash, data, level))
+}
+
+/// Frames `data` as a record of `kind` with digest `hash`, compressed when it pays.
+fn frame(kind: RecordKind, hash: &HashCode, data: &[u8], level: i32) -> EncodedRecord {
     let compressed = compress(data, level);
     let (codec, payload) = match &compressed {
         Some(c) => (Codec::Zstd, c.as_slice()),
@@ -226,23 +263,25 @@ pub fn encode_record(hash: &HashCode, data: &[u8], level: i32) -> Result<Encoded
     bytes.extend_from_slice(&(data.len() as u32).to_le_bytes());
     bytes.push(codec as u8);
     bytes.push(hash.alg().hashenum() as u8);
-    bytes.extend_from_slice(&[0, 0]);
+    bytes.extend_from_slice(&[kind as u8, 0]);
     bytes.extend_from_slice(digest);
     bytes.extend_from_slice(payload);
     let crc = crc32fast::hash(&bytes[REC_CRC_COVERS_FROM..]);
     bytes[REC_CRC_AT..REC_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
-    Ok(EncodedRecord {
+    EncodedRecord {
         stored_len: payload.len() as u32,
         raw_len: data.len() as u32,
         codec,
         bytes,
-    })
+    }
 }
 
-/// The fixed fields of a version-1 record.
+/// The fixed fields of a version-1/2 record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordHeader {
-    /// The block's hashcode.
+    /// What the record holds.
+    pub kind: RecordKind,
+    /// The block's hashcode (for a group: of the raw group payload).
     pub hash: HashCode,
     /// Payload codec.
     pub codec: Codec,
@@ -276,11 +315,16 @@ pub fn parse_record_header(buf: &[u8]) -> std::result::Result<RecordHeader, Stri
     let codec = Codec::from_u8(buf[REC_CODEC_AT])
         .ok_or_else(|| format!("unknown codec {}", buf[REC_CODEC_AT]))?;
     let alg = HashAlg::from_hashenum(u64::from(buf[REC_HASHENUM_AT])).map_err(|e| e.to_string())?;
-    if buf[REC_RESERVED_AT..REC_FIXED_LEN] != [0, 0] {
-        return Err("reserved bytes are not zero".into());
+    if buf[REC_RESERVED_AT] != 0 {
+        return Err("reserved byte is not zero".into());
     }
+    let (kind, max) = match buf[REC_KIND_AT] {
+        0 => (RecordKind::Block, MAX_BLOCK_LEN),
+        1 => (RecordKind::Group, MAX_GROUP_LEN),
+        k => return Err(format!("unknown record kind {k}")),
+    };
     let (stored_len, raw_len) = (le32(buf, REC_STORED_LEN_AT), le32(buf, REC_RAW_LEN_AT));
-    if raw_len as usize > MAX_BLOCK_LEN || stored_len as usize > MAX_BLOCK_LEN + 1024 {
+    if raw_len as usize > max || stored_len as usize > max + 1024 {
         return Err(format!("absurd lengths stored={stored_len} raw={raw_len}"));
     }
     if codec == Codec::None && stored_len != raw_len {
@@ -292,6 +336,7 @@ pub fn parse_record_header(buf: &[u8]) -> std::result::Result<RecordHeader, Stri
         .ok_or("truncated digest")?;
     let hash = HashCode::from_digest(alg, digest).map_err(|e| e.to_string())?;
     Ok(RecordHeader {
+        kind,
         hash,
         codec,
         stored_len,
@@ -370,7 +415,7 @@ pub fn read_record_into(
     let head = &mut head[..REC_FIXED_LEN + expect.alg().digest_len()];
     file.read_at(head, offset).map_err(unreadable)?;
     let hdr = parse_record_header(head).map_err(bad)?;
-    if hdr.hash != *expect || hdr.stored_len != stored_len {
+    if hdr.kind != RecordKind::Block || hdr.hash != *expect || hdr.stored_len != stored_len {
         return Err(bad(format!(
             "record holds {} ({} bytes), index expects {expect}",
             hdr.hash, hdr.stored_len
@@ -417,7 +462,7 @@ pub fn check_record(
 ) -> Result<(RecordHeader, std::ops::Range<usize>)> {
     let bad = |what: String| Error::corrupt(name, offset, what);
     let hdr = parse_record_header(rec).map_err(bad)?;
-    if hdr.hash != *expect || hdr.stored_len != stored_len {
+    if hdr.kind != RecordKind::Block || hdr.hash != *expect || hdr.stored_len != stored_len {
         return Err(bad(format!(
             "record holds {} ({} bytes), index expects {expect}",
             hdr.hash, hdr.stored_len
@@ -473,6 +518,32 @@ pub fn grow(buf: &mut Vec<u8>, n: usize) {
     }
 }
 
+/// Decodes a payload into a new buffer of exactly `raw_len` bytes (not zeroed first).
+fn decompress_fresh(
+    codec: Codec,
+    payload: &[u8],
+    raw_len: u32,
+) -> std::result::Result<Vec<u8>, String> {
+    if codec != Codec::Zstd {
+        return decompress(codec, payload, raw_len);
+    }
+    let mut out = Vec::with_capacity(raw_len as usize);
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new().map_err(|e| format!("zstd: {e}"))?);
+        }
+        let d = slot.as_mut().ok_or("zstd: no decompressor")?;
+        // Decodes into the spare capacity: an overlong stream is an error.
+        d.decompress_to_buffer(payload, &mut out)
+            .map_err(|e| format!("zstd: {e}"))
+    })?;
+    if out.len() != raw_len as usize {
+        return Err(format!("decoded {} bytes, expected {raw_len}", out.len()));
+    }
+    Ok(out)
+}
+
 /// Decodes a payload into the front of `buf`, checking the length; returns it.
 fn decompress_into(
     codec: Codec,
@@ -484,6 +555,237 @@ fn decompress_into(
     grow(buf, n);
     decompress_to_slice(codec, payload, raw_len, &mut buf[..n])?;
     Ok(n)
+}
+
+// ---- group records --------------------------------------------------------
+
+/// Appends `n` as an unsigned LEB128 varint.
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Reads an unsigned LEB128 varint of at most 32 bits at `*pos`.
+fn get_varint(buf: &[u8], pos: &mut usize) -> std::result::Result<u32, String> {
+    let mut n: u64 = 0;
+    for shift in (0..35).step_by(7) {
+        let b = *buf.get(*pos).ok_or("truncated group table")?;
+        *pos += 1;
+        n |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return u32::try_from(n).map_err(|_| "group table length overflows".to_string());
+        }
+    }
+    Err("overlong varint in group table".into())
+}
+
+/// The raw payload of a group record: the member count and each member's length as
+/// LEB128 varints, then the members' bytes back to back (`data`, split by `lens`).
+pub fn group_payload(lens: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 2 * lens.len() + 3);
+    put_varint(&mut out, lens.len() as u64);
+    for &l in lens {
+        put_varint(&mut out, u64::from(l));
+    }
+    out.extend_from_slice(data);
+    out
+}
+
+/// Splits a raw group payload into its members' ranges. Checks that the count is in
+/// `1..=MAX_GROUP_MEMBERS` and that the lengths cover the rest of `raw` exactly, so it
+/// never allocates more than the count allows and never panics on garbage.
+pub fn group_members(raw: &[u8]) -> std::result::Result<Vec<std::ops::Range<usize>>, String> {
+    let mut pos = 0;
+    let n = get_varint(raw, &mut pos)? as usize;
+    if n == 0 || n > MAX_GROUP_MEMBERS {
+        return Err(format!("group of {n} members"));
+    }
+    let mut lens = Vec::with_capacity(n);
+    let mut total: usize = 0;
+    for _ in 0..n {
+        let l = get_varint(raw, &mut pos)? as usize;
+        total = total
+            .checked_add(l)
+            .filter(|t| *t <= raw.len())
+            .ok_or("group members overrun the payload")?;
+        lens.push(l);
+    }
+    if pos + total != raw.len() {
+        return Err(format!(
+            "group members hold {total} bytes, payload has {}",
+            raw.len() - pos.min(raw.len())
+        ));
+    }
+    Ok(lens
+        .into_iter()
+        .map(|l| {
+            pos += l;
+            pos - l..pos
+        })
+        .collect())
+}
+
+/// Each member's share of a group's `stored_len` payload bytes, proportional to its
+/// length (the last takes the rounding remainder), so shares sum to `stored_len`.
+/// Index entries of members carry their share: the store's stored-byte counter and GC's
+/// dead-space accounting then need no special case.
+pub fn member_shares(stored_len: u32, lens: &[u32]) -> Vec<u32> {
+    let total: u64 = lens.iter().map(|&l| u64::from(l)).sum();
+    let mut left = stored_len;
+    let mut out: Vec<u32> = lens
+        .iter()
+        .map(|&l| {
+            let s = (u64::from(stored_len) * u64::from(l))
+                .checked_div(total)
+                .unwrap_or(0) as u32;
+            let s = s.min(left);
+            left -= s;
+            s
+        })
+        .collect();
+    if let Some(last) = out.last_mut() {
+        *last += left;
+    }
+    out
+}
+
+/// The digest of a group record: the hash (with `members[0]`'s algorithm) of its members'
+/// digests in order. Cheap to compute (the members are hashed anyway), and a scan that
+/// re-hashes the members checks it.
+pub fn group_digest(members: &[HashCode]) -> HashCode {
+    let alg = members.first().map_or(HashAlg::DEFAULT, |h| h.alg());
+    let cat: Vec<u8> = members
+        .iter()
+        .flat_map(|h| h.digest().iter().copied())
+        .collect();
+    alg.hash(&cat)
+}
+
+/// Builds the group record of the blocks `data` (back to back, split by `lens`; at most
+/// [`MAX_GROUP_MEMBERS`]) whose hashcodes are `hashes`, compressed together at `level`.
+/// Fails on an empty, inconsistent or oversized group.
+pub fn encode_group_record(
+    hashes: &[HashCode],
+    lens: &[u32],
+    data: &[u8],
+    level: i32,
+) -> Result<EncodedRecord> {
+    let sum: u64 = lens.iter().map(|&l| u64::from(l)).sum();
+    if lens.is_empty()
+        || lens.len() > MAX_GROUP_MEMBERS
+        || hashes.len() != lens.len()
+        || sum != data.len() as u64
+    {
+        return Err(Error::bad(format!(
+            "bad group: {} members, {} hashes, {sum} of {} bytes",
+            lens.len(),
+            hashes.len(),
+            data.len()
+        )));
+    }
+    let raw = group_payload(lens, data);
+    if raw.len() > MAX_GROUP_LEN {
+        return Err(Error::bad(format!(
+            "group of {} bytes is too long",
+            raw.len()
+        )));
+    }
+    Ok(frame(RecordKind::Group, &group_digest(hashes), &raw, level))
+}
+
+/// A decoded group record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedGroup {
+    /// The raw group payload.
+    pub raw: Vec<u8>,
+    /// Each member's range within `raw`.
+    pub members: Vec<std::ops::Range<usize>>,
+    /// The record's payload bytes on disk.
+    pub stored_len: u32,
+    /// The record's codec.
+    pub codec: Codec,
+}
+
+impl DecodedGroup {
+    /// Member `i`'s bytes, if there is such a member.
+    pub fn member(&self, i: usize) -> Option<&[u8]> {
+        self.members.get(i).map(|r| &self.raw[r.clone()])
+    }
+
+    /// Member `i`, checked to be `len` bytes that hash to `expect`; `name`/`offset`
+    /// label the error ([`Error::Corrupt`] naming the member).
+    pub fn checked_member(
+        &self,
+        i: usize,
+        expect: &HashCode,
+        len: u32,
+        name: &str,
+        offset: u64,
+    ) -> Result<&[u8]> {
+        let bad = |what: String| Error::corrupt(name, offset, format!("group member {i}: {what}"));
+        let data = self
+            .member(i)
+            .ok_or_else(|| bad(format!("group has only {} members", self.members.len())))?;
+        if data.len() != len as usize {
+            return Err(bad(format!("is {} bytes, index says {len}", data.len())));
+        }
+        if !expect.matches(data) {
+            return Err(bad(format!("does not hash to {expect}")));
+        }
+        Ok(data)
+    }
+}
+
+/// Decodes a group record whose header is `hdr` and payload `payload` (crc already checked):
+/// decompresses and splits the members. The members are not hashed here: a read checks
+/// the member it returns ([`DecodedGroup::checked_member`]), a scan all of them.
+pub fn decode_group(
+    hdr: &RecordHeader,
+    payload: &[u8],
+) -> std::result::Result<DecodedGroup, String> {
+    if hdr.kind != RecordKind::Group {
+        return Err("not a group record".into());
+    }
+    // Through the thread's reused zstd context: creating one per group costs as much as
+    // decoding a small group.
+    let raw = decompress_fresh(hdr.codec, payload, hdr.raw_len)?;
+    let members = group_members(&raw)?;
+    Ok(DecodedGroup {
+        raw,
+        members,
+        stored_len: hdr.stored_len,
+        codec: hdr.codec,
+    })
+}
+
+/// Reads, checks (crc, digest, table) and decodes the group record at `offset` of `file`,
+/// whose digest is of algorithm `alg`. Fails with [`Error::Corrupt`] naming `name`/`offset`.
+pub fn read_group(
+    file: &dyn FileIo,
+    name: &str,
+    offset: u64,
+    alg: HashAlg,
+) -> Result<DecodedGroup> {
+    let bad = |what: String| Error::corrupt(name, offset, what);
+    let unreadable = |e: std::io::Error| bad(format!("cannot read record: {e}"));
+    let mut head = [0u8; REC_FIXED_LEN + 64];
+    let head = &mut head[..REC_FIXED_LEN + alg.digest_len()];
+    file.read_at(head, offset).map_err(unreadable)?;
+    let hdr = parse_record_header(head).map_err(bad)?;
+    if hdr.kind != RecordKind::Group {
+        return Err(bad("index expects a group record here".into()));
+    }
+    let mut rec = vec![0u8; hdr.record_len() as usize];
+    rec[..head.len()].copy_from_slice(head);
+    file.read_at(&mut rec[head.len()..], offset + head.len() as u64)
+        .map_err(unreadable)?;
+    if !check_record_crc(&rec) {
+        return Err(bad("record checksum mismatch".into()));
+    }
+    decode_group(&hdr, &rec[head.len()..]).map_err(bad)
 }
 
 /// Reads the legacy payload at `offset` (its start, after the record's flags and length),
@@ -511,18 +813,33 @@ pub fn read_legacy(
     Ok(data)
 }
 
+/// A member of a group record found by a scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedMember {
+    /// The member block's hashcode (computed by the scan).
+    pub hash: HashCode,
+    /// Its length.
+    pub len: u32,
+    /// Its share of the record's payload bytes (see [`member_shares`]).
+    pub share: u32,
+}
+
 /// A record found by a scan.
 #[derive(Debug, Clone)]
 pub struct ScannedRecord {
+    /// What the record holds.
+    pub kind: RecordKind,
+    /// The members of a group record (empty for a block record).
+    pub members: Vec<ScannedMember>,
     /// Where the index should point: the record start (V1) or the payload start (legacy).
     pub offset: u64,
-    /// The block's hashcode.
+    /// The block's hashcode (for a group: of the raw group payload).
     pub hash: HashCode,
     /// Payload codec.
     pub codec: Codec,
     /// Payload bytes on disk.
     pub stored_len: u32,
-    /// Block length.
+    /// Block length (for a group: of the raw group payload).
     pub raw_len: u32,
     /// Offset just past the record.
     pub end: u64,
@@ -624,7 +941,29 @@ fn next_v1(
     if !check_record_crc(rec) {
         return Ok(Err("record checksum mismatch".into()));
     }
-    if verify {
+    let mut members = Vec::new();
+    if hdr.kind == RecordKind::Group {
+        // Members are indexed by their own hashcodes: decode and hash them.
+        let g = match decode_group(&hdr, &rec[hdr.header_len()..]) {
+            Ok(g) => g,
+            Err(e) => return Ok(Err(e)),
+        };
+        let lens: Vec<u32> = g.members.iter().map(|r| r.len() as u32).collect();
+        let shares = member_shares(hdr.stored_len, &lens);
+        let hashes: Vec<HashCode> = g
+            .members
+            .iter()
+            .map(|r| hdr.hash.alg().hash(&g.raw[r.clone()]))
+            .collect();
+        if group_digest(&hashes) != hdr.hash {
+            return Ok(Err("group members do not hash to the group digest".into()));
+        }
+        members = hashes
+            .into_iter()
+            .zip(lens.iter().zip(shares))
+            .map(|(hash, (&len, share))| ScannedMember { hash, len, share })
+            .collect();
+    } else if verify {
         match decompress(hdr.codec, &rec[hdr.header_len()..], hdr.raw_len) {
             Ok(data) if hdr.hash.matches(&data) => {}
             Ok(_) => return Ok(Err(format!("payload does not hash to {}", hdr.hash))),
@@ -632,6 +971,8 @@ fn next_v1(
         }
     }
     Ok(Ok(ScannedRecord {
+        kind: hdr.kind,
+        members,
         offset: off,
         hash: hdr.hash,
         codec: hdr.codec,
@@ -715,6 +1056,8 @@ fn next_legacy(
         _ => payload.to_vec(),
     };
     Ok(Ok(ScannedRecord {
+        kind: RecordKind::Block,
+        members: Vec::new(),
         offset: payload_at,
         hash: alg.hash(&data),
         codec,
@@ -876,6 +1219,147 @@ mod tests {
         assert_eq!(got, data);
     }
 
+    /// A header of format `version` with a valid crc.
+    fn header_of(version: u16) -> [u8; SEGMENT_HEADER_LEN as usize] {
+        let mut h = segment_header();
+        h[HDR_VERSION_AT..HDR_VERSION_AT + 2].copy_from_slice(&version.to_le_bytes());
+        let crc = crc32fast::hash(&h[..HDR_CRC_AT]);
+        h[HDR_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
+        h
+    }
+
+    #[test]
+    fn version_1_segments_stay_readable_and_unknown_versions_are_refused() {
+        let v1 = HeaderCheck::Format(SegmentFormat::V1);
+        assert_eq!(check_header(&header_of(1), "x").unwrap(), v1);
+        assert_eq!(check_header(&header_of(2), "x").unwrap(), v1);
+        assert!(matches!(
+            check_header(&header_of(3), "x"),
+            Err(Error::Unsupported(_))
+        ));
+        // A version-1 segment: records with byte 14 zero, as version 1 wrote them.
+        let data = b"written by version 1 ".repeat(10);
+        let h = HashAlg::Blake3.hash(&data);
+        let rec = encode_record(&h, &data, 3).unwrap();
+        assert_eq!(rec.bytes[REC_KIND_AT], 0);
+        let mut seg = header_of(1).to_vec();
+        seg.extend_from_slice(&rec.bytes);
+        let f = file_with(&seg);
+        assert_eq!(read_record(&*f, "s", 16, &h, rec.stored_len).unwrap(), data);
+        let mut n = 0;
+        scan_v1(&*f, 16, true, |r| {
+            assert_eq!((r.kind, r.hash), (RecordKind::Block, h));
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    fn group_of(blocks: &[Vec<u8>], level: i32) -> (EncodedRecord, Vec<HashCode>) {
+        let hashes: Vec<HashCode> = blocks.iter().map(|b| HashAlg::Blake3.hash(b)).collect();
+        let lens: Vec<u32> = blocks.iter().map(|b| b.len() as u32).collect();
+        let data = blocks.concat();
+        (
+            encode_group_record(&hashes, &lens, &data, level).unwrap(),
+            hashes,
+        )
+    }
+
+    #[test]
+    fn group_records_roundtrip_scan_and_check_members() {
+        let blocks: Vec<Vec<u8>> = (0..20u32)
+            .map(|i| {
+                format!("file {i} of the group; ")
+                    .repeat(i as usize * 3 + 1)
+                    .into_bytes()
+            })
+            .collect();
+        let (rec, hashes) = group_of(&blocks, 3);
+        assert_eq!(rec.codec, Codec::Zstd);
+        let mut seg = segment_header().to_vec();
+        seg.extend_from_slice(&rec.bytes);
+        let f = file_with(&seg);
+        let g = read_group(&*f, "s", SEGMENT_HEADER_LEN, HashAlg::Blake3).unwrap();
+        for (i, b) in blocks.iter().enumerate() {
+            let m = g
+                .checked_member(i, &hashes[i], b.len() as u32, "s", 16)
+                .unwrap();
+            assert_eq!(m, &b[..]);
+        }
+        // A wrong hashcode or length is a corrupt-data error naming the member.
+        let e = g.checked_member(3, &hashes[4], blocks[3].len() as u32, "s", 16);
+        assert!(matches!(e, Err(Error::Corrupt { what, .. }) if what.contains("member 3")));
+        assert!(g.checked_member(20, &hashes[0], 1, "s", 16).is_err());
+        // A block read of the group record's place fails.
+        assert!(read_record(&*f, "s", SEGMENT_HEADER_LEN, &hashes[0], rec.stored_len).is_err());
+        let mut found = Vec::new();
+        let end = scan_v1(&*f, SEGMENT_HEADER_LEN, true, |r| {
+            found.push(r);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(end, ScanEnd::Clean(seg.len() as u64));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].kind, RecordKind::Group);
+        let scanned: Vec<HashCode> = found[0].members.iter().map(|m| m.hash).collect();
+        assert_eq!(scanned, hashes);
+        let shares: u32 = found[0].members.iter().map(|m| m.share).sum();
+        assert_eq!(shares, rec.stored_len);
+    }
+
+    #[test]
+    fn corrupt_group_payload_fails_the_read_and_the_scan() {
+        let blocks = vec![b"one one one one".to_vec(), b"two two two two".to_vec()];
+        let (rec, _) = group_of(&blocks, 0);
+        let mut seg = segment_header().to_vec();
+        seg.extend_from_slice(&rec.bytes);
+        let last = seg.len() - 1;
+        seg[last] ^= 0x40;
+        let f = file_with(&seg);
+        let e = read_group(&*f, "s", SEGMENT_HEADER_LEN, HashAlg::Blake3);
+        assert!(matches!(e, Err(Error::Corrupt { what, .. }) if what.contains("checksum")));
+        let end = scan_v1(&*f, SEGMENT_HEADER_LEN, false, |_| Ok(())).unwrap();
+        assert!(matches!(end, ScanEnd::Bad { offset: 16, .. }));
+    }
+
+    #[test]
+    fn group_members_rejects_bad_tables() {
+        assert!(group_members(&[]).is_err());
+        assert!(group_members(&[0]).is_err());
+        // 513 members.
+        assert!(group_members(&[0x81, 0x04]).is_err());
+        // One member of 5 bytes, but 4 follow; then 6.
+        assert!(group_members(&[1, 5, 1, 2, 3, 4]).is_err());
+        assert!(group_members(&[1, 5, 1, 2, 3, 4, 5, 6]).is_err());
+        assert_eq!(group_members(&[2, 1, 0, 9]).unwrap(), vec![3..4, 4..4]);
+        // Overlong varint, huge lengths.
+        assert!(group_members(&[1, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).is_err());
+        assert!(
+            group_members(&[2, 0xff, 0xff, 0xff, 0xff, 0x0f, 0xff, 0xff, 0xff, 0xff, 0x0f])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn member_shares_sum_to_the_stored_length() {
+        assert_eq!(member_shares(10, &[1, 1, 1]), vec![3, 3, 4]);
+        assert_eq!(member_shares(0, &[5, 7]), vec![0, 0]);
+        assert_eq!(member_shares(9, &[0, 0]), vec![0, 9]);
+        assert!(member_shares(5, &[]).is_empty());
+    }
+
+    #[test]
+    fn bad_groups_are_refused_when_encoding() {
+        let h = HashAlg::Blake3.hash(b"x");
+        assert!(encode_group_record(&[], &[], &[], 1).is_err());
+        assert!(encode_group_record(&[h], &[2], b"x", 1).is_err());
+        assert!(encode_group_record(&[h, h], &[1], b"x", 1).is_err());
+        let many = vec![h; MAX_GROUP_MEMBERS + 1];
+        let lens = vec![0; MAX_GROUP_MEMBERS + 1];
+        assert!(encode_group_record(&many, &lens, &[], 1).is_err());
+    }
+
     proptest! {
         #[test]
         fn garbage_segments_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
@@ -892,6 +1376,84 @@ mod tests {
             let rec = encode_record(&h, &data, level).unwrap();
             let f = file_with(&rec.bytes);
             prop_assert_eq!(read_record(&*f, "s", 0, &h, rec.stored_len).unwrap(), data);
+        }
+
+        #[test]
+        fn group_payload_roundtrip(blocks in proptest::collection::vec(
+            proptest::collection::vec(any::<u8>(), 0..300), 1..40)) {
+            let lens: Vec<u32> = blocks.iter().map(|b| b.len() as u32).collect();
+            let data = blocks.concat();
+            let raw = group_payload(&lens, &data);
+            let members = group_members(&raw).unwrap();
+            let got: Vec<Vec<u8>> = members.iter().map(|r| raw[r.clone()].to_vec()).collect();
+            prop_assert_eq!(got, blocks);
+        }
+
+        #[test]
+        fn group_record_roundtrip(blocks in proptest::collection::vec(
+            proptest::collection::vec(0u8..4, 0..500), 1..30), level in 0i32..4) {
+            let (rec, hashes) = group_of(&blocks, level);
+            let f = file_with(&rec.bytes);
+            let g = read_group(&*f, "s", 0, HashAlg::Blake3).unwrap();
+            for (i, b) in blocks.iter().enumerate() {
+                prop_assert_eq!(g.checked_member(i, &hashes[i], b.len() as u32, "s", 0).unwrap(), &b[..]);
+            }
+            let shares: u64 = member_shares(rec.stored_len, &g.members.iter().map(|r| r.len() as u32).collect::<Vec<_>>())
+                .iter().map(|&s| u64::from(s)).sum();
+            prop_assert_eq!(shares, u64::from(rec.stored_len));
+        }
+
+        #[test]
+        fn garbage_group_tables_error_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            if let Ok(members) = group_members(&bytes) {
+                // Whatever parses covers the payload exactly.
+                prop_assert!(members.len() <= MAX_GROUP_MEMBERS);
+                prop_assert_eq!(members.last().map_or(0, |r| r.end), bytes.len());
+            }
+        }
+
+        #[test]
+        fn truncated_or_flipped_group_records_error(
+            blocks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 1..10),
+            cut in any::<prop::sample::Index>(),
+            flip in any::<prop::sample::Index>(),
+        ) {
+            let (rec, _) = group_of(&blocks, 1);
+            let n = rec.bytes.len();
+            let f = file_with(&rec.bytes[..cut.index(n)]);
+            prop_assert!(read_group(&*f, "s", 0, HashAlg::Blake3).is_err());
+            let mut bad = rec.bytes.clone();
+            bad[flip.index(n)] ^= 0x10;
+            let f = file_with(&bad);
+            prop_assert!(read_group(&*f, "s", 0, HashAlg::Blake3).is_err());
+            let end = scan_v1(&*f, 0, false, |_| Ok(())).unwrap();
+            let bad = matches!(end, ScanEnd::Bad { offset: 0, .. });
+            prop_assert!(bad);
+        }
+
+        #[test]
+        fn garbage_payloads_behind_a_valid_group_header_error(
+            payload in proptest::collection::vec(any::<u8>(), 0..400),
+            raw_len in 0u32..1_000_000,
+            codec in 0u8..3,
+        ) {
+            // A record whose crc is right but whose payload is garbage: decoding must
+            // fail cleanly (bounded allocation: raw_len is checked against the limit).
+            let h = HashAlg::Blake3.hash(b"g");
+            let mut bytes = vec![0u8; 4];
+            bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            let raw_len = if codec == 0 { payload.len() as u32 } else { raw_len };
+            bytes.extend_from_slice(&raw_len.to_le_bytes());
+            bytes.extend_from_slice(&[codec, 2, RecordKind::Group as u8, 0]);
+            bytes.extend_from_slice(h.digest());
+            bytes.extend_from_slice(&payload);
+            let crc = crc32fast::hash(&bytes[REC_CRC_COVERS_FROM..]);
+            bytes[..4].copy_from_slice(&crc.to_le_bytes());
+            let f = file_with(&bytes);
+            if let Ok(g) = read_group(&*f, "s", 0, HashAlg::Blake3) {
+                prop_assert_eq!(g.members.last().map_or(0, |r| r.end), g.raw.len());
+            }
+            let _ = scan_v1(&*f, 0, true, |_| Ok(()));
         }
     }
 }

@@ -22,6 +22,10 @@ fn opts(fs: &SimFs) -> DataDirOptions {
         // Small segments so the workload also crosses segment creation.
         segment_size: 6000,
         index_cache_bytes: 4 << 20,
+        // Blocks under 1000 bytes go into groups of about 2500 bytes (sealed mid-transaction
+        // and at commits); longer ones get records of their own.
+        group_max_block: 1000,
+        group_bytes: 2500,
         ..DataDirOptions::default()
     }
 }

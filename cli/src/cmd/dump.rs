@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use std::io::Write;
 use std::path::PathBuf;
 use vt_engine::io::{Fs, OpenMode, OsFs};
-use vt_engine::segment::{self, HeaderCheck, ScanEnd, ScannedRecord, SegmentFormat};
+use vt_engine::segment::{self, HeaderCheck, RecordKind, ScanEnd, ScannedRecord, SegmentFormat};
 
 /// Arguments of `vt dump`.
 #[derive(Debug, clap::Args)]
@@ -17,7 +17,9 @@ pub struct Args {
     pub verify: bool,
 }
 
-/// Prints one line per record: offset, hashcode, codec, stored and raw lengths.
+/// Prints one line per record: offset, hashcode, codec, stored and raw lengths. A group
+/// record's line says `group` after the lengths and is followed by one line per member:
+/// a tab, `#<number>`, the member's hashcode, its length and its share of the stored bytes.
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode> {
     let name = args.segment.display().to_string();
     let file = OsFs
@@ -32,16 +34,30 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<std::process::ExitCode>
         HeaderCheck::Format(f) => f,
         HeaderCheck::Torn => anyhow::bail!("{name}: torn segment header"),
     };
-    println!("# {name}: {format:?} segment, {len} bytes");
+    let version = match format {
+        SegmentFormat::V1 => segment::header_version(file.as_ref())
+            .map_or_else(String::new, |v| format!(" (format version {v})")),
+        SegmentFormat::Legacy => String::new(),
+    };
+    println!("# {name}: {format:?} segment{version}, {len} bytes");
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let print = |r: ScannedRecord| {
+        let io = |e| vt_engine::Error::io("write to standard output", e);
+        let kind = match r.kind {
+            RecordKind::Group => format!("\tgroup of {}", r.members.len()),
+            RecordKind::Block => String::new(),
+        };
         writeln!(
             out,
-            "{}\t{}\t{:?}\t{}\t{}",
+            "{}\t{}\t{:?}\t{}\t{}{kind}",
             r.offset, r.hash, r.codec, r.stored_len, r.raw_len
         )
-        .map_err(|e| vt_engine::Error::io("write to standard output", e))
+        .map_err(io)?;
+        for (i, m) in r.members.iter().enumerate() {
+            writeln!(out, "\t#{i}\t{}\t{}\t{}", m.hash, m.len, m.share).map_err(io)?;
+        }
+        Ok(())
     };
     let end = match format {
         SegmentFormat::V1 => segment::scan_v1(

@@ -10,6 +10,9 @@
 //!    their names in `gc_retired`.
 //! 3. **Delete**: the retired files are removed, the directory synced, `gc_retired` cleared.
 //!
+//! Live members of group records are not copied raw: they are re-collected, in their
+//! order, into new groups (a group with dead members shrinks; partial groups merge).
+//!
 //! A crash anywhere leaves a valid store; the next writer open removes leftovers
 //! (`DataDir::gc_cleanup_leftovers`). See `docs/gc.md`.
 
@@ -18,8 +21,12 @@ use super::plan::{Action, Plan, SegmentUsage};
 use super::StopFlag;
 use crate::error::{Error, Result};
 use crate::hash::HashAlg;
-use crate::index::{GcSwitch, IndexKey, Location, SegmentId, FLAG_CODEC_MASK};
-use crate::segment::{check_record_crc, REC_FIXED_LEN, SEGMENT_HEADER_LEN};
+use crate::hash::HashCode;
+use crate::index::{hash_of_key, GcSwitch, IndexKey, Location, SegmentId, FLAG_CODEC_MASK};
+use crate::segment::{
+    check_record_crc, encode_group_record, member_shares, MAX_GROUP_MEMBERS, REC_FIXED_LEN,
+    SEGMENT_HEADER_LEN,
+};
 use crate::store::datadir::{DataDir, SegmentFile, Writer};
 use crate::store::datadir_gc::{encode_names, GcSession, META_GC_RETIRED};
 use std::collections::HashSet;
@@ -79,6 +86,18 @@ struct Output {
     /// Records appended but not written yet (they start at `end - buf.len()`).
     buf: Vec<u8>,
     moves: Vec<(IndexKey, SegmentId, Location)>,
+    /// Live group members collected for the next group record.
+    group: GcGroup,
+}
+
+/// Live members of old groups, waiting to be written as a new group record.
+#[derive(Default)]
+struct GcGroup {
+    data: Vec<u8>,
+    lens: Vec<u32>,
+    hashes: Vec<HashCode>,
+    /// Key and old entry of each member.
+    old: Vec<(IndexKey, Location)>,
 }
 
 /// Pacing state.
@@ -173,6 +192,7 @@ fn copy_all(
             blocks = 0;
         }
     }
+    seal_group(store, out, st)?;
     if let Some(o) = out.take() {
         finish(store, o, st)?;
     }
@@ -196,7 +216,7 @@ fn gather(
         }
         Ok(())
     })?;
-    live.sort_unstable_by_key(|(_, l)| (l.segment, l.offset));
+    live.sort_unstable_by_key(|(_, l)| (l.segment, l.offset, l.group_member()));
     Ok(live)
 }
 
@@ -219,12 +239,20 @@ fn copy_records(
 ) -> Result<()> {
     let mut i = 0;
     while i < live.len() {
+        if live[i].1.group_member().is_some() {
+            i = copy_members(store, live, i, pace, out, st)?;
+            continue;
+        }
         let (seg, start) = (live[i].1.segment, live[i].1.offset);
         let mut end = start + rec_len(&live[i].0, &live[i].1)?;
         let mut j = i + 1;
         while let Some((k, l)) = live.get(j) {
             let next_end = l.offset + rec_len(k, l)?;
-            if l.segment != seg || l.offset < end || l.offset - end > READ_GAP {
+            if l.segment != seg
+                || l.offset < end
+                || l.offset - end > READ_GAP
+                || l.group_member().is_some()
+            {
                 break;
             }
             if next_end - start > READ_SPAN {
@@ -254,6 +282,138 @@ fn copy_records(
     Ok(())
 }
 
+/// Moves the live members of the group record at `live[i]` (and its neighbours with the
+/// same record) into the output's pending group, checking each member's hashcode.
+/// Returns the index of the first entry past that record.
+fn copy_members(
+    store: &DataDir,
+    live: &[(IndexKey, Location)],
+    i: usize,
+    pace: &mut Pace<'_>,
+    out: &mut Option<Output>,
+    st: &mut ExecStats,
+) -> Result<usize> {
+    let first = live[i].1;
+    let g = store.decoded_group(&first, false)?;
+    let name = store.segment_file(first.segment)?.name;
+    let mut j = i;
+    while let Some((key, loc)) = live.get(j) {
+        let Some(m) = loc.group_member() else { break };
+        if (loc.segment, loc.offset) != (first.segment, first.offset) {
+            break;
+        }
+        let hash = hash_of_key(key)?;
+        let data = g.checked_member(m, &hash, loc.raw_len, &name, loc.offset)?;
+        add_member(store, out, st, *key, *loc, hash, data)?;
+        pace.after_copy(store, data.len() as u64)?;
+        j += 1;
+    }
+    Ok(j)
+}
+
+/// Adds a live member to the pending group, sealing the group when full.
+fn add_member(
+    store: &DataDir,
+    out: &mut Option<Output>,
+    st: &mut ExecStats,
+    key: IndexKey,
+    loc: Location,
+    hash: HashCode,
+    data: &[u8],
+) -> Result<()> {
+    let o = place(store, out, st, 0)?;
+    st.bytes_copied += data.len() as u64;
+    if o.group.push(store, key, loc, hash, data) {
+        seal_group(store, out, st)?;
+    }
+    Ok(())
+}
+
+impl GcGroup {
+    /// Adds a member; true when the group is now full.
+    fn push(
+        &mut self,
+        store: &DataDir,
+        key: IndexKey,
+        loc: Location,
+        hash: HashCode,
+        data: &[u8],
+    ) -> bool {
+        self.data.extend_from_slice(data);
+        self.lens.push(data.len() as u32);
+        self.hashes.push(hash);
+        self.old.push((key, loc));
+        self.data.len() >= store.group_limit() || self.lens.len() >= MAX_GROUP_MEMBERS
+    }
+}
+
+/// Appends the group record of `g` to `o` and re-points its members.
+fn write_group(store: &DataDir, o: &mut Output, g: GcGroup) -> Result<()> {
+    let rec = encode_group_record(&g.hashes, &g.lens, &g.data, store.opts.compression_level)?;
+    let offset = o.end;
+    o.buf.extend_from_slice(&rec.bytes);
+    o.end += rec.bytes.len() as u64;
+    let shares = member_shares(rec.stored_len, &g.lens);
+    for (i, ((key, old), share)) in g.old.into_iter().zip(shares).enumerate() {
+        let new = Location {
+            segment: o.id,
+            offset,
+            stored_len: share,
+            raw_len: old.raw_len,
+            flags: Location::member_flags(rec.codec, i),
+            generation: old.generation,
+        };
+        o.moves.push((key, old.segment, new));
+    }
+    if o.buf.len() >= WRITE_CHUNK {
+        flush(o)?;
+    }
+    Ok(())
+}
+
+/// Writes the pending group (if any) as one record and re-points its members.
+fn seal_group(store: &DataDir, out: &mut Option<Output>, st: &mut ExecStats) -> Result<()> {
+    let Some(o) = out.as_mut() else {
+        return Ok(());
+    };
+    if o.group.lens.is_empty() {
+        return Ok(());
+    }
+    let g = std::mem::take(&mut o.group);
+    // The record is at most the group's bytes plus its framing and table.
+    let bound = (g.data.len() + 16 * g.lens.len() + 1024) as u64;
+    let o = place(store, out, st, bound)?;
+    write_group(store, o, g)
+}
+
+/// The output segment with room for `len` more bytes: the current one, or a new one
+/// after finishing it when full (its pending group moves along).
+fn place<'o>(
+    store: &DataDir,
+    out: &'o mut Option<Output>,
+    st: &mut ExecStats,
+    len: u64,
+) -> Result<&'o mut Output> {
+    let full = out
+        .as_ref()
+        .is_some_and(|o| o.end > SEGMENT_HEADER_LEN && o.end + len > store.opts.segment_size);
+    let mut group = GcGroup::default();
+    if full {
+        if let Some(mut o) = out.take() {
+            group = std::mem::take(&mut o.group);
+            finish(store, o, st)?;
+        }
+    }
+    if out.is_none() {
+        let mut w = store.writer()?.lock();
+        let mut o = start_output(store, &mut w)?;
+        o.group = group;
+        *out = Some(o);
+    }
+    out.as_mut()
+        .ok_or_else(|| Error::Index("no GC output segment".into()))
+}
+
 /// Appends the raw record `rec` of `key` to the output segment (starting one when needed).
 fn copy_record(
     store: &DataDir,
@@ -265,21 +425,7 @@ fn copy_record(
     st: &mut ExecStats,
 ) -> Result<()> {
     let len = rec.len() as u64;
-    let full = out
-        .as_ref()
-        .is_some_and(|o| o.end > SEGMENT_HEADER_LEN && o.end + len > store.opts.segment_size);
-    if full {
-        if let Some(o) = out.take() {
-            finish(store, o, st)?;
-        }
-    }
-    if out.is_none() {
-        let mut w = store.writer()?.lock();
-        *out = Some(start_output(store, &mut w)?);
-    }
-    let Some(o) = out.as_mut() else {
-        return Err(Error::Index("no GC output segment".into()));
-    };
+    let o = place(store, out, st, len)?;
     append(o, key, &loc, rec)?;
     st.bytes_copied += len;
     pace.after_copy(store, len)
@@ -293,6 +439,7 @@ fn start_output(store: &DataDir, w: &mut Writer) -> Result<Output> {
         end: SEGMENT_HEADER_LEN,
         buf: Vec::with_capacity(WRITE_CHUNK + (64 << 10)),
         moves: Vec::new(),
+        group: GcGroup::default(),
     })
 }
 
@@ -367,9 +514,18 @@ fn final_switch(store: &DataDir, plan: &Plan, marks: &mut Marks, st: &mut ExecSt
         } else {
             let mut o = start_output(store, &mut w)?;
             for (key, loc) in &rescue {
+                if loc.group_member().is_some() {
+                    rescue_member(store, &mut o, *key, *loc)?;
+                    st.bytes_copied += u64::from(loc.raw_len);
+                    continue;
+                }
                 let rec = store.gc_read_record(loc, digest_len(key)?)?;
                 append(&mut o, *key, loc, &rec)?;
                 st.bytes_copied += rec.len() as u64;
+            }
+            let g = std::mem::take(&mut o.group);
+            if !g.lens.is_empty() {
+                write_group(store, &mut o, g)?;
             }
             flush(&mut o)?;
             store.gc_sync_segment(&o.seg)?;
@@ -386,6 +542,20 @@ fn final_switch(store: &DataDir, plan: &Plan, marks: &mut Marks, st: &mut ExecSt
     st.segments_deleted = retire.len() as u64 - st.segments_rewritten;
     let old: u64 = retire.iter().map(|u| u.file_bytes).sum();
     st.freed_bytes = old.saturating_sub(st.bytes_written);
+    Ok(())
+}
+
+/// Adds a re-referenced group member to the rescue output's group (writing it when full).
+fn rescue_member(store: &DataDir, o: &mut Output, key: IndexKey, loc: Location) -> Result<()> {
+    let hash = hash_of_key(&key)?;
+    let name = store.segment_file(loc.segment)?.name;
+    let i = loc.group_member().unwrap_or(0);
+    let g = store.decoded_group(&loc, true)?;
+    let data = g.checked_member(i, &hash, loc.raw_len, &name, loc.offset)?;
+    if o.group.push(store, key, loc, hash, data) {
+        let g = std::mem::take(&mut o.group);
+        write_group(store, o, g)?;
+    }
     Ok(())
 }
 

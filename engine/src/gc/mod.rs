@@ -21,7 +21,7 @@ use crate::segment::{SegmentFormat, REC_FIXED_LEN};
 use crate::store::datadir::DataDir;
 use crate::store::datadir_gc::{GcSession, Seal, META_GC_LAST};
 use plan::{Exempt, Plan, SegmentUsage};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -256,12 +256,21 @@ fn measure(
             },
         );
     }
+    // Group records with a live member: their header counts once; each member's share
+    // of the payload counts when it is live, so dead members are dead space.
+    let mut groups: HashSet<(SegmentId, u64)> = HashSet::new();
     store.index.for_each(|k, loc| {
         let Some(u) = usage.get_mut(&loc.segment) else {
             return Ok(());
         };
         if marks.is_marked(&k) || u64::from(loc.generation) > cutoff {
-            u.live_bytes += record_len(&k, loc.stored_len);
+            let first_of_record =
+                loc.group_member().is_none() || groups.insert((loc.segment, loc.offset));
+            u.live_bytes += if first_of_record {
+                record_len(&k, loc.stored_len)
+            } else {
+                u64::from(loc.stored_len)
+            };
             u.live_blocks += 1;
         } else {
             u.dead_blocks += 1;

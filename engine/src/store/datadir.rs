@@ -26,9 +26,10 @@ use crate::index::{
 };
 use crate::io::{lock_holder, FileIo, Fs, OpenMode, OsFs, WriterLock};
 use crate::segment::{
-    self, check_header, encode_record, segment_header, EncodedRecord, HeaderCheck, ScanEnd,
-    ScannedRecord, SegmentFormat, SEGMENT_HEADER_LEN,
+    self, check_header, encode_record, segment_header, DecodedGroup, EncodedRecord, HeaderCheck,
+    RecordKind, ScanEnd, ScannedRecord, SegmentFormat, SEGMENT_HEADER_LEN,
 };
+use crate::store::datadir_group::{GroupCache, OpenGroup};
 use crate::store::Store;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -45,6 +46,15 @@ pub const DATA_DIR: &str = "data";
 pub const SEGMENT_SUFFIX: &str = ".vtd";
 /// Default size at which the writer starts a new segment.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 1 << 30;
+/// Default of [`DataDirOptions::group_max_block`]: the default chunker's smallest chunk,
+/// so the chunks of big files (but their last) keep records of their own (a read of one
+/// of them never decodes a group) while small files and directory blocks are grouped.
+pub const DEFAULT_GROUP_MAX_BLOCK: usize = 16 << 10;
+/// Default of [`DataDirOptions::group_bytes`].
+pub const DEFAULT_GROUP_BYTES: usize = 128 << 10;
+/// Largest accepted [`DataDirOptions::group_bytes`] and
+/// [`DataDirOptions::group_max_block`] (readers accept up to `segment::MAX_GROUP_LEN`).
+pub const MAX_GROUP_OPTION: usize = 4 << 20;
 /// Appended bytes after which the active segment's writeback is started early, so the
 /// commit's fsync overlaps ingest instead of following it.
 const WRITEBACK_EVERY: u64 = 32 << 20;
@@ -62,6 +72,11 @@ pub struct DataDirOptions {
     pub compression_level: i32,
     /// redb page cache size.
     pub index_cache_bytes: usize,
+    /// Blocks shorter than this are collected into group records, compressed together
+    /// (see `datadir_group`); 0 writes every block as its own record.
+    pub group_max_block: usize,
+    /// A group record is written once its blocks total this many bytes (0 disables groups).
+    pub group_bytes: usize,
     /// The file system (the OS, or a simulated one in crash tests).
     pub fs: Arc<dyn Fs>,
 }
@@ -74,6 +89,8 @@ impl Default for DataDirOptions {
             read_only: false,
             compression_level: 3,
             index_cache_bytes: 512 << 20,
+            group_max_block: DEFAULT_GROUP_MAX_BLOCK,
+            group_bytes: DEFAULT_GROUP_BYTES,
             fs: Arc::new(OsFs),
         }
     }
@@ -155,9 +172,11 @@ struct SegmentScan {
 }
 
 #[derive(Debug, Default)]
-struct Pending {
-    blocks: BTreeMap<IndexKey, Location>,
-    complete: BTreeSet<IndexKey>,
+pub(crate) struct Pending {
+    pub(crate) blocks: BTreeMap<IndexKey, Location>,
+    pub(crate) complete: BTreeSet<IndexKey>,
+    /// Small blocks not yet written (see `datadir_group`).
+    pub(crate) group: OpenGroup,
 }
 
 /// Writer-side state; the mutex around it serializes appends and commits.
@@ -201,7 +220,9 @@ pub struct DataDir {
     hash_alg: HashAlg,
     /// Its negative filter (writer only) also covers the pending adds.
     pub(crate) index: Index,
-    pending: RwLock<Pending>,
+    pub(crate) pending: RwLock<Pending>,
+    /// Recently decoded group records.
+    pub(crate) groups: GroupCache,
     pub(crate) files: RwLock<HashMap<SegmentId, SegmentFile>>,
     pub(crate) writer: Option<Mutex<Writer>>,
     _lock: Option<WriterLock>,
@@ -228,6 +249,15 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<SegmentId> {
     (stem.len() == 8).then(|| u32::from_str_radix(stem, 16).ok().map(SegmentId))?
 }
 
+fn check_group_options(opts: &DataDirOptions) -> Result<()> {
+    if opts.group_bytes > MAX_GROUP_OPTION || opts.group_max_block > MAX_GROUP_OPTION {
+        return Err(Error::bad(format!(
+            "group sizes above {MAX_GROUP_OPTION} bytes are not supported"
+        )));
+    }
+    Ok(())
+}
+
 fn corrupt_record(seg: &str, offset: u64, hash: Option<HashCode>, what: String) -> CorruptRecord {
     CorruptRecord {
         segment: seg.to_string(),
@@ -245,6 +275,7 @@ impl DataDir {
         if opts.read_only {
             return Err(Error::bad("cannot create a store read-only"));
         }
+        check_group_options(&opts)?;
         let fs = opts.fs.clone();
         if fs.exists(&path.join(INDEX_FILE)) || fs.exists(&path.join(DATA_DIR)) {
             return Err(Error::bad(format!(
@@ -280,6 +311,7 @@ impl DataDir {
         if !fs.exists(&path.join(INDEX_FILE)) && !fs.exists(&path.join(DATA_DIR)) {
             return Err(Error::bad(format!("{} is not a store", path.display())));
         }
+        check_group_options(&opts)?;
         if opts.read_only {
             Self::open_reader(path, opts)
         } else {
@@ -357,6 +389,7 @@ impl DataDir {
             hash_alg,
             index,
             pending: RwLock::new(Pending::default()),
+            groups: GroupCache::default(),
             files: RwLock::new(HashMap::new()),
             writer: None,
             _lock: None,
@@ -456,6 +489,9 @@ impl DataDir {
     }
 
     pub(crate) fn read_block(&self, hash: &HashCode, loc: &Location) -> Result<Vec<u8>> {
+        if loc.group_member().is_some() {
+            return self.with_member(hash, loc, true, <[u8]>::to_vec);
+        }
         let seg = self.segment_file(loc.segment)?;
         let codec = loc.codec()?;
         let data = if loc.flags & FLAG_LEGACY != 0 {
@@ -507,6 +543,9 @@ impl DataDir {
         if !self.index.may_contain(key) {
             return Ok(false);
         }
+        if self.pending.read().group.contains(key) {
+            return Ok(true);
+        }
         Ok(self.lookup(key)?.is_some())
     }
 
@@ -538,7 +577,7 @@ impl DataDir {
     }
 
     /// Appends an encoded record, rolling over to a new segment when the active one is full.
-    fn append(&self, w: &mut Writer, rec: &EncodedRecord) -> Result<(SegmentId, u64)> {
+    pub(crate) fn append(&self, w: &mut Writer, rec: &EncodedRecord) -> Result<(SegmentId, u64)> {
         let len = rec.bytes.len() as u64;
         let id = match w.active {
             Some(id)
@@ -581,6 +620,8 @@ impl DataDir {
     pub fn commit(&self) -> Result<()> {
         let mut w = self.writer()?.lock();
         w.check()?;
+        // A partial group becomes a record first, so the commit covers it.
+        self.seal_group(&mut w)?;
         let (blocks, complete) = {
             let p = self.pending.read();
             (
@@ -657,6 +698,7 @@ impl DataDir {
     pub fn abort(&self) -> Result<()> {
         let mut w = self.writer()?.lock();
         *self.pending.write() = Pending::default();
+        self.groups.invalidate();
         // After a failed commit the index may or may not have recorded the transaction:
         // truncating could remove bytes it references. Leave them to the next open's recovery.
         w.check()?;
@@ -834,7 +876,10 @@ impl DataDir {
         }
         if info.format == SegmentFormat::V1 {
             w.ends.insert(id, end);
-            if end < self.opts.segment_size && w.active.is_none_or(|a| a < id) {
+            // Only a segment of the current format takes appends: group records must not
+            // land in a segment whose header says version 1.
+            let current = segment::header_version(&*file) == Some(segment::SEGMENT_VERSION);
+            if current && end < self.opts.segment_size && w.active.is_none_or(|a| a < id) {
                 w.active = Some(id);
             }
         }
@@ -852,28 +897,40 @@ impl DataDir {
         let mut found: BTreeMap<IndexKey, Location> = BTreeMap::new();
         let mut skipped = Vec::new();
         let mut from = info.indexed_end;
+        let legacy = if info.format == SegmentFormat::Legacy {
+            FLAG_LEGACY
+        } else {
+            0
+        };
         let mut visit = |r: ScannedRecord| -> Result<()> {
-            let key = key_of(&r.hash);
-            if !found.contains_key(&key) && self.index.get(&key)?.is_none() {
-                let legacy = if info.format == SegmentFormat::Legacy {
-                    FLAG_LEGACY
-                } else {
-                    0
-                };
-                let flags = r.codec as u16 | legacy;
-                found.insert(
-                    key,
-                    Location {
-                        segment: id,
-                        offset: r.offset,
-                        stored_len: r.stored_len,
-                        raw_len: r.raw_len,
-                        flags,
-                        generation: 0,
-                    },
-                );
+            let mut index = |hash: &HashCode, loc: Location| -> Result<()> {
+                let key = key_of(hash);
+                if !found.contains_key(&key) && self.index.get(&key)?.is_none() {
+                    found.insert(key, loc);
+                }
+                Ok(())
+            };
+            let at = |stored_len, raw_len, flags| Location {
+                segment: id,
+                offset: r.offset,
+                stored_len,
+                raw_len,
+                flags,
+                generation: 0,
+            };
+            if r.kind == RecordKind::Group {
+                for (i, m) in r.members.iter().enumerate() {
+                    index(
+                        &m.hash,
+                        at(m.share, m.len, Location::member_flags(r.codec, i)),
+                    )?;
+                }
+                return Ok(());
             }
-            Ok(())
+            index(
+                &r.hash,
+                at(r.stored_len, r.raw_len, r.codec as u16 | legacy),
+            )
         };
         let end = loop {
             let scanned = match info.format {
@@ -1032,12 +1089,34 @@ impl DataDir {
             Ok(())
         })?;
         all.extend(self.pending.read().blocks.iter().map(|(k, l)| (*l, *k)));
-        all.sort_unstable_by_key(|(l, _)| (l.segment, l.offset));
+        all.sort_unstable_by_key(|(l, _)| (l.segment, l.offset, l.group_member()));
         let mut report = VerifyReport::default();
+        // Members of one group are neighbours in this order: the group is read once.
+        let mut group: Option<(Location, Result<Arc<DecodedGroup>>)> = None;
         for (loc, key) in all {
             let hash = hash_of_key(&key)?;
             report.blocks_checked += 1;
-            let failure = match self.read_block(&hash, &loc) {
+            let read = match loc.group_member() {
+                None => self.read_block(&hash, &loc),
+                Some(i) => {
+                    let same = |g: &Location| (g.segment, g.offset) == (loc.segment, loc.offset);
+                    if !group.as_ref().is_some_and(|(g, _)| same(g)) {
+                        group = Some((loc, self.decoded_group(&loc, false)));
+                    }
+                    match group.as_ref().map(|(_, g)| g) {
+                        Some(Ok(g)) => g
+                            .checked_member(i, &hash, loc.raw_len, "", loc.offset)
+                            .map(<[u8]>::to_vec),
+                        Some(Err(e)) => Err(Error::corrupt(
+                            "",
+                            loc.offset,
+                            format!("group member {i}: {}", failure_text(e)),
+                        )),
+                        None => Err(Error::Index("no group".into())),
+                    }
+                }
+            };
+            let failure = match read {
                 Ok(data) if hash.matches(&data) => {
                     report.bytes_checked += data.len() as u64;
                     continue;
@@ -1059,7 +1138,10 @@ impl DataDir {
     /// Sizes of the store.
     pub fn info(&self) -> Result<DataDirInfo> {
         let c = self.index.counters()?;
-        let pending = self.pending.read().blocks.len() as u64;
+        let pending = {
+            let p = self.pending.read();
+            (p.blocks.len() + p.group.len()) as u64
+        };
         let mut segment_bytes = 0;
         let segments = self.index.segments()?;
         for (id, _) in &segments {
@@ -1096,6 +1178,14 @@ impl DataDir {
     /// Memory held by the negative filter (0 for read-only handles).
     pub fn filter_memory_bytes(&self) -> usize {
         self.index.filter().map_or(0, NegativeFilter::memory_bytes)
+    }
+}
+
+/// What a read error says, without its location (verify reports that separately).
+fn failure_text(e: &Error) -> String {
+    match e {
+        Error::Corrupt { what, .. } => what.clone(),
+        e => e.to_string(),
     }
 }
 
@@ -1140,6 +1230,18 @@ impl Store for DataDir {
         if self.gc_present(&key, false)? {
             return Ok(false);
         }
+        if self.groupable(data.len()) {
+            let mut w = writer.lock();
+            w.check()?;
+            if self.gc_present(&key, false)? {
+                return Ok(false);
+            }
+            if let Some(f) = self.index.filter() {
+                f.insert(&key);
+            }
+            self.add_to_group(&mut w, key, hash, data)?;
+            return Ok(true);
+        }
         // Compress before taking the lock, so concurrent adders compress in parallel.
         let rec = encode_record(&hash, data, self.opts.compression_level)?;
         let mut w = writer.lock();
@@ -1165,16 +1267,34 @@ impl Store for DataDir {
     }
 
     fn get(&self, hash: &HashCode) -> Result<Option<Vec<u8>>> {
-        match self.lookup(&key_of(hash))? {
+        let key = key_of(hash);
+        if let Some(data) = self.open_member(&key) {
+            return Ok(Some(data));
+        }
+        match self.lookup(&key)? {
             Some(loc) => self.read_block(hash, &loc).map(Some),
             None => Ok(None),
         }
     }
 
     fn get_into(&self, hash: &HashCode, buf: &mut Vec<u8>) -> Result<Option<usize>> {
-        let Some(loc) = self.lookup(&key_of(hash))? else {
-            return Ok(None);
+        let key = key_of(hash);
+        let Some(loc) = self.lookup(&key)? else {
+            let Some(data) = self.open_member(&key) else {
+                return Ok(None);
+            };
+            segment::grow(buf, data.len());
+            buf[..data.len()].copy_from_slice(&data);
+            return Ok(Some(data.len()));
         };
+        if loc.group_member().is_some() {
+            let n = self.with_member(hash, &loc, true, |data| {
+                segment::grow(buf, data.len());
+                buf[..data.len()].copy_from_slice(data);
+                data.len()
+            })?;
+            return Ok(Some(n));
+        }
         if loc.flags & FLAG_LEGACY != 0 {
             let data = self.read_block(hash, &loc)?;
             if buf.len() < data.len() {
@@ -1243,6 +1363,11 @@ impl Store for DataDir {
                     .filter(|k| !(after && Some(k) == sk.as_ref()))
                     .take(limit),
             );
+            keys.extend(p.group.keys().iter().filter(|k| match &sk {
+                Some(s) if after => *k > s,
+                Some(s) => *k >= s,
+                None => true,
+            }));
         }
         keys.sort_unstable();
         keys.dedup();
@@ -1251,13 +1376,17 @@ impl Store for DataDir {
     }
 
     fn len(&self) -> Result<u64> {
-        Ok(self.index.counters()?.blocks + self.pending.read().blocks.len() as u64)
+        let p = self.pending.read();
+        Ok(self.index.counters()?.blocks + (p.blocks.len() + p.group.len()) as u64)
     }
 
     fn is_complete(&self, hash: &HashCode) -> Result<bool> {
         let key = key_of(hash);
-        if self.pending.read().complete.contains(&key) {
-            return Ok(true);
+        {
+            let p = self.pending.read();
+            if p.complete.contains(&key) || p.group.is_complete(&key) {
+                return Ok(true);
+            }
         }
         self.gc_complete(&key)
     }
@@ -1268,6 +1397,9 @@ impl Store for DataDir {
         let mut p = self.pending.write();
         if let Some(loc) = p.blocks.get_mut(&key) {
             loc.flags |= FLAG_INDIRECT_COMPLETE;
+            return Ok(());
+        }
+        if p.group.set_complete(&key) {
             return Ok(());
         }
         drop(p);

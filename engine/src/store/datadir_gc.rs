@@ -532,7 +532,9 @@ impl DataDir {
         Ok(out)
     }
 
-    /// Segment bytes no index entry accounts for (beyond segment headers).
+    /// Segment bytes no index entry accounts for (beyond segment headers). Walks the
+    /// index: the members of a group record share one record header, and only the
+    /// entries tell how many records there are.
     fn unindexed_bytes(&self) -> Result<u64> {
         let c = self.index.counters()?;
         let mut total = 0u64;
@@ -541,9 +543,17 @@ impl DataDir {
                 total += seg.file.len().unwrap_or(0);
             }
         }
-        // Stored bytes count payloads only; records also carry a header and the digest.
+        // Stored bytes count payloads only; each record also carries a header and digest.
+        let mut records = 0u64;
+        let mut groups: HashSet<(SegmentId, u64)> = HashSet::new();
+        self.index.for_each(|_, loc| {
+            if loc.group_member().is_none() || groups.insert((loc.segment, loc.offset)) {
+                records += 1;
+            }
+            Ok(())
+        })?;
         let overhead =
-            c.blocks * (crate::segment::REC_FIXED_LEN as u64 + self.hash_alg_digest_len() as u64);
+            records * (crate::segment::REC_FIXED_LEN as u64 + self.hash_alg_digest_len() as u64);
         let headers = self.index.segments()?.len() as u64 * crate::segment::SEGMENT_HEADER_LEN;
         Ok(total.saturating_sub(c.stored_bytes + overhead + headers))
     }

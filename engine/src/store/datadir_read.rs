@@ -5,7 +5,7 @@
 use super::datadir::DataDir;
 use crate::error::{Error, Result};
 use crate::hash::HashCode;
-use crate::index::{key_of, IndexKey, Location, FLAG_LEGACY};
+use crate::index::{key_of, IndexKey, Location, FLAG_GROUP, FLAG_LEGACY};
 use crate::segment::{self, Codec, REC_FIXED_LEN};
 use std::ops::Range;
 
@@ -17,9 +17,9 @@ fn record_len(hash: &HashCode, loc: &Location) -> u64 {
     (REC_FIXED_LEN + hash.alg().digest_len()) as u64 + u64::from(loc.stored_len)
 }
 
-/// True when `next` is a version-1 record starting at `end` of segment `of`.
+/// True when `next` is a version-1 block record starting at `end` of segment `of`.
 fn continues(of: &Location, end: u64, next: &Location) -> bool {
-    next.segment == of.segment && next.offset == end && next.flags & FLAG_LEGACY == 0
+    next.segment == of.segment && next.offset == end && next.flags & (FLAG_LEGACY | FLAG_GROUP) == 0
 }
 
 impl DataDir {
@@ -35,7 +35,30 @@ impl DataDir {
         let locs = self.lookup_many(&keys)?;
         let (mut i, mut pos) = (0, 0);
         while i < hashes.len() {
-            let loc = locs[i].ok_or(Error::NotFound(hashes[i]))?;
+            let Some(loc) = locs[i] else {
+                // Not indexed yet: maybe in the open group.
+                let data = self
+                    .open_member(&keys[i])
+                    .ok_or(Error::NotFound(hashes[i]))?;
+                segment::grow(buf, pos + data.len());
+                buf[pos..pos + data.len()].copy_from_slice(&data);
+                ranges.push(pos..pos + data.len());
+                pos += data.len();
+                i += 1;
+                continue;
+            };
+            if loc.group_member().is_some() {
+                // Neighbouring members find their group decoded in the cache.
+                let n = self.with_member(&hashes[i], &loc, true, |data| {
+                    segment::grow(buf, pos + data.len());
+                    buf[pos..pos + data.len()].copy_from_slice(data);
+                    data.len()
+                })?;
+                ranges.push(pos..pos + n);
+                pos += n;
+                i += 1;
+                continue;
+            }
             if loc.flags & FLAG_LEGACY != 0 {
                 let data = self.read_block(&hashes[i], &loc)?;
                 segment::grow(buf, pos + data.len());

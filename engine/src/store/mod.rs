@@ -16,6 +16,7 @@ use crate::hash::{HashAlg, HashCode};
 
 pub mod datadir;
 pub(crate) mod datadir_gc;
+mod datadir_group;
 mod datadir_read;
 pub use datadir::{DataDir, DataDirOptions};
 
