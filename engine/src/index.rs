@@ -844,12 +844,11 @@ impl Index {
     fn compact(&self, txn: &WriteTransaction) -> Result<()> {
         let names = Self::block_tables(txn)?;
         let len = |n: &str| -> Result<u64> { Ok(txn.open_table(blocks_def(n))?.len()?) };
+        // An empty main table (a GC can retire every key) still exists and must be merged
+        // into, or renaming the merge result onto its name fails.
+        let has_main = names.first().is_some_and(|n| n == MAIN);
         let (main, mut runs): (u64, Vec<(String, u64)>) = {
-            let main = if names.first().is_some_and(|n| n == MAIN) {
-                len(MAIN)?
-            } else {
-                0
-            };
+            let main = if has_main { len(MAIN)? } else { 0 };
             let runs = names
                 .iter()
                 .filter(|n| *n != MAIN)
@@ -859,7 +858,7 @@ impl Index {
         };
         let in_runs: u64 = runs.iter().map(|r| r.1).sum();
         if in_runs > 0 && in_runs * MAIN_MERGE_DIVISOR >= main {
-            let sources: Vec<String> = (main > 0)
+            let sources: Vec<String> = has_main
                 .then(|| MAIN.to_string())
                 .into_iter()
                 .chain(runs.iter().map(|r| r.0.clone()))
@@ -1151,6 +1150,50 @@ mod tests {
             .filter(|k| f.may_contain(k))
             .count();
         assert!(fp < 500_000 / 50, "false positives: {fp}");
+    }
+
+    #[test]
+    fn runs_merge_into_a_main_table_a_gc_emptied() {
+        let idx = Index::in_memory().unwrap();
+        let key = |i: u32| key_of(&HashAlg::Blake3.hash(&i.to_le_bytes()));
+        let loc = |seg: u32, i: u32| Location {
+            segment: SegmentId(seg),
+            offset: u64::from(i),
+            stored_len: 1,
+            raw_len: 1,
+            flags: 0,
+            generation: 0,
+        };
+        let add = |seg: u32, from: u32, to: u32| {
+            let new_blocks = (from..to).map(|i| (key(i), loc(seg, i))).collect();
+            idx.commit(
+                Batch {
+                    new_blocks,
+                    ..Batch::default()
+                },
+                true,
+            )
+            .unwrap();
+        };
+        // Two commits: the second run is as large as the first, so both end up in main.
+        add(1, 0, 100);
+        add(1, 100, 200);
+        assert!(idx.layout().unwrap().runs.is_empty());
+        let done = idx
+            .gc_switch(GcSwitch {
+                retire: vec![SegmentId(1)],
+                ..GcSwitch::default()
+            })
+            .unwrap();
+        assert_eq!(done.removed, 200);
+        // The main table is empty but still there; the next runs must merge into it.
+        add(2, 1000, 1001);
+        add(2, 1001, 1002);
+        for i in 1000..1002 {
+            let got = idx.get(&key(i)).unwrap().expect("indexed");
+            assert_eq!((got.segment, got.offset), (SegmentId(2), u64::from(i)));
+        }
+        assert_eq!(idx.get(&key(5)).unwrap(), None);
     }
 
     #[test]
