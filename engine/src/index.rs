@@ -549,21 +549,15 @@ impl Index {
         if !self.may_contain(key) {
             return Ok(None);
         }
-        for t in &self.snapshot()?.tables {
-            if let Some(v) = t.get(key)? {
-                return Ok(Some(Location::decode(&v.value())));
-            }
+        if let Some(loc) = Self::get_in(&*self.snapshot()?, key)? {
+            return Ok(Some(loc));
         }
-        if !self.cache_snapshots {
-            // A follower's cached snapshot may predate the writer's last commit.
-            let gen = self.commits.load(Ordering::Acquire);
-            for t in &self.fresh_snapshot(gen)?.tables {
-                if let Some(v) = t.get(key)? {
-                    return Ok(Some(Location::decode(&v.value())));
-                }
-            }
+        if self.cache_snapshots {
+            return Ok(None);
         }
-        Ok(None)
+        // A follower's cached snapshot may predate the writer's last commit.
+        let gen = self.commits.load(Ordering::Acquire);
+        Self::get_in(&*self.fresh_snapshot(gen)?, key)
     }
 
     /// The locations of `keys` (`None` for those not indexed), looked up in one snapshot.
