@@ -91,3 +91,26 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Flips one byte of the file at `path` (XOR 0x5a), in place: simulated corruption.
+pub fn flip_byte(path: &Path, offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, offset).unwrap();
+    f.write_all_at(&[b[0] ^ 0x5a], offset).unwrap();
+}
+
+/// The first segment file of the DataDir store at `store` (the only one in small tests).
+pub fn first_segment(store: &Path) -> PathBuf {
+    std::fs::read_dir(store.join("data"))
+        .unwrap()
+        .next()
+        .expect("a segment")
+        .unwrap()
+        .path()
+}

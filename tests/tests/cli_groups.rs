@@ -3,6 +3,7 @@
 //! would hold inherited lock descriptors of in-process stores in other tests.)
 
 use vt_engine::HashAlg;
+use vt_tests::first_segment;
 use vt_tests::{ok, stdout, vt};
 
 fn block(i: u64) -> Vec<u8> {
@@ -22,12 +23,7 @@ fn cli_pack_of_small_files_writes_groups_that_dump_verify_and_unpack_show() {
         std::fs::write(tree.join(format!("f{i}.h")), block(i)).unwrap();
     }
     ok(vt(&store).arg("pack").arg("--keep").arg(&tree));
-    let seg = std::fs::read_dir(store.join("data"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let seg = first_segment(&store);
     let dump = stdout(&ok(vt(&store).arg("dump").arg("--verify").arg(&seg)));
     assert!(dump.contains("group of "), "{dump}");
     // Member lines: tab, #number, hashcode, length, share.

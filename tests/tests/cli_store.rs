@@ -3,6 +3,7 @@
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Stdio;
+use vt_tests::first_segment;
 use vt_tests::{fails, ok, stdout, vt};
 
 fn init(dir: &Path) -> std::path::PathBuf {
@@ -163,12 +164,7 @@ fn info_verify_dump_reindex() {
     let r = stdout(&ok(vt(&store).arg("save").arg(&p)));
     let v = ok(vt(&store).arg("fsck"));
     assert!(v.status.success());
-    let seg = std::fs::read_dir(store.join("data"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let seg = first_segment(&store);
     let dump = stdout(&ok(vt(&store).arg("dump").arg(&seg)));
     let records = dump.lines().filter(|l| !l.starts_with('#')).count();
     assert!(records >= 2, "{dump}");
@@ -185,12 +181,7 @@ fn corrupt_segment_fails_verify_and_cat() {
     let p = dir.path().join("r");
     write_random(&p, 400_000, 3);
     let r = stdout(&ok(vt(&store).arg("save").arg(&p)));
-    let seg = std::fs::read_dir(store.join("data"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let seg = first_segment(&store);
     let mut bytes = std::fs::read(&seg).unwrap();
     let at = bytes.len() / 2;
     bytes[at] ^= 0x55;

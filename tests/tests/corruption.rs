@@ -1,9 +1,9 @@
 //! Bad bytes in segments are reported by segment and offset, never returned as data.
 
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use vt_engine::store::datadir::{DataDir, DataDirOptions};
 use vt_engine::{Error, HashAlg, HashCode, Store};
+use vt_tests::flip_byte;
 
 fn opts() -> DataDirOptions {
     DataDirOptions {
@@ -34,17 +34,6 @@ fn setup(dir: &Path, n: u64) -> Vec<HashCode> {
     hashes
 }
 
-fn flip(path: &Path, offset: u64) {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut b = [0u8; 1];
-    f.read_exact_at(&mut b, offset).unwrap();
-    f.write_all_at(&[b[0] ^ 0x5a], offset).unwrap();
-}
-
 /// Corrupts the record of block `victim` at `delta` bytes into the record; checks the
 /// report, the read error, and that every other block still reads.
 fn corrupt_and_check(victim: u64, delta: u64) {
@@ -53,7 +42,7 @@ fn corrupt_and_check(victim: u64, delta: u64) {
     let s = DataDir::open(dir.path().join("s"), opts()).unwrap();
     let (seg, off) = s.locate(&hashes[victim as usize]).unwrap().unwrap();
     drop(s);
-    flip(&dir.path().join("s/data").join(&seg), off + delta);
+    flip_byte(&dir.path().join("s/data").join(&seg), off + delta);
 
     let s = DataDir::open(dir.path().join("s"), opts()).unwrap();
     let report = s.verify().unwrap();
@@ -126,7 +115,7 @@ fn reindex_skips_a_corrupt_record_and_keeps_the_rest() {
     let (seg, off) = s.locate(&hashes[5]).unwrap().unwrap();
     drop(s);
     // A length field: the scan loses framing there and must resynchronize.
-    flip(&dir.path().join("s/data").join(&seg), off + 5);
+    flip_byte(&dir.path().join("s/data").join(&seg), off + 5);
     let s = DataDir::open(dir.path().join("s"), opts()).unwrap();
     let report = s.reindex().unwrap();
     assert_eq!(report.skipped.len(), 1, "{report:?}");
@@ -201,7 +190,7 @@ fn legacy_record_corruption_is_caught_by_rehash() {
         },
     )
     .unwrap();
-    flip(&store.join("data").join(name), off + 3);
+    flip_byte(&store.join("data").join(name), off + 3);
     assert!(matches!(s.get(&victim), Err(Error::Corrupt { .. })));
     let all: Vec<HashCode> = blocks.iter().map(|b| HashAlg::Blake3.hash(b)).collect();
     let (mut buf, mut ranges) = (Vec::new(), Vec::new());

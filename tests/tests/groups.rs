@@ -2,13 +2,13 @@
 //! its own index entry. Dedup, read-your-writes, commit/abort, batched reads, reindex,
 //! corruption reports and GC compaction with grouped blocks.
 
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use vt_engine::gc::{self, GcOptions};
 use vt_engine::store::datadir::{DataDir, DataDirOptions};
 use vt_engine::{BlockRef, Error, HashAlg, HashCode, Store};
+use vt_tests::flip_byte;
 
 /// Groups of about 4 KiB; blocks of 1000 bytes and more get their own record.
 fn opts() -> DataDirOptions {
@@ -228,17 +228,6 @@ fn group_of(s: &DataDir, i: u64, n: u64) -> (String, u64, Vec<u64>) {
     (seg, off, members)
 }
 
-fn flip(path: &Path, offset: u64) {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut b = [0u8; 1];
-    f.read_exact_at(&mut b, offset).unwrap();
-    f.write_all_at(&[b[0] ^ 0x5a], offset).unwrap();
-}
-
 #[test]
 fn a_corrupt_group_fails_its_members_and_is_reported_per_member() {
     let dir = tempfile::tempdir().unwrap();
@@ -252,7 +241,7 @@ fn a_corrupt_group_fails_its_members_and_is_reported_per_member() {
     let (seg, off, members) = group_of(&s, 0, 100);
     assert!(members.len() > 2, "{members:?}");
     drop(s);
-    flip(&p.join("data").join(&seg), off + 60);
+    flip_byte(&p.join("data").join(&seg), off + 60);
     let s = DataDir::open(&p, opts()).unwrap();
     for i in 0..100 {
         let got = s.get(&hash(i));
