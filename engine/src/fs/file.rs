@@ -319,13 +319,7 @@ impl FileBuf {
     /// being stored (`SEEK_HOLE`, `st_blocks`). Fetches the base's indirect blocks
     /// the first time (not its leaves).
     pub fn data_ranges(&self, store: &dyn Store) -> Result<Vec<Range<u64>>> {
-        let holes = match self.base_holes.get() {
-            Some(h) => h.clone(),
-            None => {
-                let h: Arc<[Range<u64>]> = read::zero_spans(store, &self.base)?.into();
-                self.base_holes.get_or_init(|| h).clone()
-            }
-        };
+        let holes = self.base_holes(store)?;
         let visible = self.base_len.min(self.size);
         let mut base = Vec::new();
         let mut at = 0;
@@ -345,13 +339,33 @@ impl FileBuf {
         Ok(union(base.into_iter(), pages))
     }
 
-    /// Bytes of data (see [`FileBuf::data_ranges`]).
+    /// The holes of `base`, found on first use and kept with it.
+    fn base_holes(&self, store: &dyn Store) -> Result<Arc<[Range<u64>]>> {
+        if let Some(h) = self.base_holes.get() {
+            return Ok(h.clone());
+        }
+        let h: Arc<[Range<u64>]> = read::zero_spans(store, &self.base)?.into();
+        Ok(self.base_holes.get_or_init(|| h).clone())
+    }
+
+    /// Bytes of data (see [`FileBuf::data_ranges`]). `stat` asks for this on every
+    /// getattr, so a file without modified pages is counted without building the map.
     pub fn data_bytes(&self, store: &dyn Store) -> Result<u64> {
-        Ok(self
-            .data_ranges(store)?
+        if !self.pages.is_empty() {
+            return Ok(self
+                .data_ranges(store)?
+                .iter()
+                .map(|r| r.end - r.start)
+                .sum());
+        }
+        let visible = self.base_len.min(self.size);
+        let in_holes: u64 = self
+            .base_holes(store)?
             .iter()
-            .map(|r| r.end - r.start)
-            .sum())
+            .take_while(|h| h.start < visible)
+            .map(|h| h.end.min(visible) - h.start)
+            .sum();
+        Ok(visible - in_holes)
     }
 
     /// `lseek` with `SEEK_DATA` (`data`) or `SEEK_HOLE` from `off`: the first byte at or
