@@ -2,12 +2,20 @@
 //! in-memory negative filter so lookups of absent blocks rarely touch a B-tree.
 //!
 //! Tables (layouts in `docs/format.md`):
-//! - `blocks` (the main table) and `blocks.run.<id>` (runs): [`IndexKey`] (33 bytes) →
-//!   [`Location`] (24 bytes). Each commit writes its new keys as a new run, appended in
-//!   key order; runs are merged with each other and into `blocks` by streaming merges, so
-//!   a commit never rewrites pages scattered over the whole main table;
+//! - `block_rows` (the main table) and `block_rows.run.<id>` (runs): packed rows of up to
+//!   [`rows::ROW_ENTRIES`] entries ([`IndexKey`], 33 bytes → [`Location`], 24 bytes) in
+//!   key order, keyed by their first key (see [`rows`]). Each commit writes its new keys
+//!   as a new run; runs are merged with each other and into the main table by streaming
+//!   merges that copy rows, so a commit never rewrites pages scattered over the whole
+//!   main table, and a merge costs a copy per entry rather than a B-tree insert;
+//! - `block_counts`: entries per block table;
 //! - `segments`: segment id (u32) → [`SegmentInfo`];
 //! - `meta`: name → bytes (format version, hash algorithm, counters).
+//!
+//! Version 1 and 2 files (`blocks`, `blocks.run.<id>`: one B-tree entry per key) are read
+//! as they are by read-only handles and converted by the first writable open.
+
+mod rows;
 
 use crate::error::{Error, Result};
 use crate::hash::{HashAlg, HashCode};
@@ -19,7 +27,6 @@ use redb::{
     ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableError,
     TableHandle, WriteTransaction,
 };
-use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -32,11 +39,17 @@ pub const KEY_LEN: usize = 33;
 pub const LOCATION_LEN: usize = 24;
 
 /// Name of the main block table.
-pub const MAIN: &str = "blocks";
+pub const MAIN: &str = "block_rows";
 /// Prefix of run table names; the rest is the creating commit's generation (16 hex digits).
-pub const RUN_PREFIX: &str = "blocks.run.";
+pub const RUN_PREFIX: &str = "block_rows.run.";
 /// A merge streams into this table, then renames it.
-const MERGE_TMP: &str = "blocks.merging";
+const MERGE_TMP: &str = "block_rows.merging";
+/// The main block table of index versions 1 and 2 (one B-tree entry per key).
+const LEGACY_MAIN: &str = "blocks";
+/// The run prefix of index version 2.
+const LEGACY_RUN_PREFIX: &str = "blocks.run.";
+/// Entries per block table (packed tables only: a row count is not an entry count).
+const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("block_counts");
 /// Runs are merged into the main table when they hold 1/`MAIN_MERGE_DIVISOR` of its entries.
 pub const MAIN_MERGE_DIVISOR: u64 = 4;
 /// How long a read-only follower reuses a read snapshot of the writer's index.
@@ -50,10 +63,10 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const FILTER: TableDefinition<u64, &[u8]> = TableDefinition::new("filter");
 
 /// Version of the index layout (tables and encodings) this code reads and writes.
-pub const INDEX_VERSION: u64 = 2;
-/// Older index versions this code opens (version 1 is version 2 without runs; opening it
-/// for writing records version 2).
-pub const INDEX_VERSIONS_READ: [u64; 2] = [1, 2];
+pub const INDEX_VERSION: u64 = 3;
+/// Index versions this code opens: 1 and 2 (one B-tree entry per key; version 1 has no
+/// runs) are read as they are and converted to version 3 by a writable open.
+pub const INDEX_VERSIONS_READ: [u64; 3] = [1, 2, 3];
 /// `meta` key: index layout version (u64 LE).
 pub const META_VERSION: &str = "index_version";
 /// `meta` key: the store's hash algorithm name.
@@ -279,16 +292,48 @@ pub struct Layout {
     pub runs: Vec<u64>,
 }
 
-type BlocksTable = ReadOnlyTable<IndexKey, [u8; LOCATION_LEN]>;
-type BlocksDef<'a> = TableDefinition<'a, IndexKey, [u8; LOCATION_LEN]>;
+impl Layout {
+    /// Entries in all the block tables.
+    pub fn total(&self) -> u64 {
+        self.main + self.runs.iter().sum::<u64>()
+    }
+}
 
-fn blocks_def(name: &str) -> BlocksDef<'_> {
+/// A block table of versions 1 and 2: one entry per key.
+type LegacyTable = ReadOnlyTable<IndexKey, [u8; LOCATION_LEN]>;
+type LegacyDef<'a> = TableDefinition<'a, IndexKey, [u8; LOCATION_LEN]>;
+
+fn legacy_def(name: &str) -> LegacyDef<'_> {
     TableDefinition::new(name)
+}
+
+/// A block table of a read snapshot.
+enum BlockTable {
+    Rows(ReadOnlyTable<IndexKey, &'static [u8]>),
+    Legacy(LegacyTable),
+}
+
+type EntryIter<'a> = Box<dyn Iterator<Item = Result<Entry>> + 'a>;
+
+impl BlockTable {
+    fn get(&self, key: &IndexKey) -> Result<Option<[u8; LOCATION_LEN]>> {
+        match self {
+            BlockTable::Rows(t) => rows::get(t, key),
+            BlockTable::Legacy(t) => Ok(t.get(key)?.map(|g| g.value())),
+        }
+    }
+
+    fn entries(&self, start: Option<&IndexKey>) -> Result<EntryIter<'_>> {
+        Ok(match self {
+            BlockTable::Rows(t) => Box::new(rows::entries(t, start)?),
+            BlockTable::Legacy(t) => Box::new(legacy_entries(t, start)?),
+        })
+    }
 }
 
 /// The block tables of one read transaction: main first, then the runs oldest first.
 struct Snapshot {
-    tables: Vec<BlocksTable>,
+    tables: Vec<BlockTable>,
 }
 
 enum Db {
@@ -335,11 +380,11 @@ fn run_name(id: u64) -> String {
     format!("{RUN_PREFIX}{id:016x}")
 }
 
-/// Run table names among `names`, oldest first.
-fn run_names(names: impl Iterator<Item = String>) -> Vec<String> {
+/// Names among `names` of runs with the name prefix `prefix`, oldest first.
+fn run_names(names: impl Iterator<Item = String>, prefix: &str) -> Vec<String> {
     let mut runs: Vec<(u64, String)> = names
         .filter_map(|n| {
-            let id = n.strip_prefix(RUN_PREFIX)?;
+            let id = n.strip_prefix(prefix)?;
             let id = (id.len() == 16).then(|| u64::from_str_radix(id, 16).ok())??;
             Some((id, n))
         })
@@ -387,7 +432,18 @@ impl<I: Iterator<Item = Result<Entry>>> Merge<I> {
     }
 }
 
-fn entries<'a, T: ReadableTable<IndexKey, [u8; LOCATION_LEN]>>(
+/// A [`Merge`] as an iterator.
+struct MergeIter<I>(Merge<I>);
+
+impl<I: Iterator<Item = Result<Entry>>> Iterator for MergeIter<I> {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        self.0.next_entry().transpose()
+    }
+}
+
+fn legacy_entries<'a, T: ReadableTable<IndexKey, [u8; LOCATION_LEN]>>(
     t: &'a T,
     start: Option<&IndexKey>,
 ) -> Result<impl Iterator<Item = Result<Entry>> + 'a> {
@@ -424,8 +480,53 @@ impl Index {
             .set_cache_size(cache_bytes)
             .create_with_backend(backend)?;
         let mut ix = Self::with_db(Db::Rw(db), true);
+        ix.convert_legacy()?;
         ix.build_filter()?;
         Ok(ix)
+    }
+
+    /// Converts the block tables of a version 1 or 2 file (one entry per key) into one
+    /// packed main table and marks the file version 3, in one transaction.
+    fn convert_legacy(&self) -> Result<()> {
+        let Db::Rw(db) = &self.db else {
+            return Ok(());
+        };
+        let txn = db.begin_write()?;
+        let names: Vec<String> = txn.list_tables()?.map(|h| h.name().to_string()).collect();
+        let mut legacy = Vec::new();
+        if names.iter().any(|n| n == LEGACY_MAIN) {
+            legacy.push(LEGACY_MAIN.to_string());
+        }
+        legacy.extend(run_names(names.iter().cloned(), LEGACY_RUN_PREFIX));
+        if legacy.is_empty() {
+            txn.abort()?;
+            return Ok(());
+        }
+        {
+            let tables = legacy
+                .iter()
+                .map(|n| txn.open_table(legacy_def(n)))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let iters = tables
+                .iter()
+                .map(|t| legacy_entries(t, None))
+                .collect::<Result<Vec<_>>>()?;
+            // Packed tables are empty in a file of version 1 or 2.
+            let n = rows::write_sorted(&txn, MAIN, MergeIter(Merge::new(iters)?))?;
+            txn.open_table(COUNTS)?.insert(MAIN, n)?;
+        }
+        for n in &legacy {
+            txn.delete_table(legacy_def(n))?;
+        }
+        // The saved filter covered the old main table; the next merge saves a new one.
+        txn.delete_table(FILTER)?;
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.remove(META_FILTER_MAIN_LEN)?;
+            meta.insert(META_VERSION, INDEX_VERSION.to_le_bytes().as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
     }
 
     /// Opens an existing index read-only (it follows a writer process in `SingleWriter` mode).
@@ -454,14 +555,11 @@ impl Index {
                 tables = &tables[1..];
                 f
             }
-            None => {
-                let n: u64 = tables.iter().map(|t| t.len()).sum::<redb::Result<u64>>()?;
-                NegativeFilter::new(n as usize)
-            }
+            None => NegativeFilter::new(self.layout()?.total() as usize),
         };
         for t in tables {
-            for item in t.range::<IndexKey>(..)? {
-                filter.insert(&item?.0.value());
+            for e in t.entries(None)? {
+                filter.insert(&e?.0);
             }
         }
         self.filter = Some(filter);
@@ -470,14 +568,19 @@ impl Index {
 
     /// The saved filter, if it covers the main table of `snap` (the first table).
     fn saved_filter(&self, snap: &Snapshot) -> Result<Option<NegativeFilter>> {
-        let Some(main) = snap.tables.first().filter(|t| t.name() == MAIN) else {
-            return Ok(None);
-        };
-        let saved_len = self.meta(META_FILTER_MAIN_LEN)?;
-        if saved_len.as_deref() != Some(&main.len()?.to_le_bytes()[..]) {
+        if !matches!(snap.tables.first(), Some(BlockTable::Rows(_))) {
             return Ok(None);
         }
-        let Some(t) = missing_ok(self.begin_read()?.open_table(FILTER))? else {
+        let txn = self.begin_read()?;
+        let main = match missing_ok(txn.open_table(COUNTS))? {
+            Some(c) => c.get(MAIN)?.map_or(0, |g| g.value()),
+            None => 0,
+        };
+        let saved_len = self.meta(META_FILTER_MAIN_LEN)?;
+        if saved_len.as_deref() != Some(&main.to_le_bytes()[..]) {
+            return Ok(None);
+        }
+        let Some(t) = missing_ok(txn.open_table(FILTER))? else {
             return Ok(None);
         };
         NegativeFilter::from_rows(|k| Ok(t.get(k)?.map(|g| g.value().to_vec())))
@@ -509,14 +612,23 @@ impl Index {
 
     fn open_snapshot(&self) -> Result<Snapshot> {
         let txn = self.begin_read()?;
-        let names = txn.list_tables()?.map(|h| h.name().to_string());
+        let names: Vec<String> = txn.list_tables()?.map(|h| h.name().to_string()).collect();
         let mut tables = Vec::new();
-        if let Some(t) = missing_ok(txn.open_table(blocks_def(MAIN)))? {
-            tables.push(t);
+        // Legacy tables exist only in a version 1 or 2 file (read-only here).
+        if let Some(t) = missing_ok(txn.open_table(legacy_def(LEGACY_MAIN)))? {
+            tables.push(BlockTable::Legacy(t));
         }
-        for name in run_names(names) {
-            if let Some(t) = missing_ok(txn.open_table(blocks_def(&name)))? {
-                tables.push(t);
+        for name in run_names(names.iter().cloned(), LEGACY_RUN_PREFIX) {
+            if let Some(t) = missing_ok(txn.open_table(legacy_def(&name)))? {
+                tables.push(BlockTable::Legacy(t));
+            }
+        }
+        if let Some(t) = missing_ok(txn.open_table(rows::rows_def(MAIN)))? {
+            tables.push(BlockTable::Rows(t));
+        }
+        for name in run_names(names.into_iter(), RUN_PREFIX) {
+            if let Some(t) = missing_ok(txn.open_table(rows::rows_def(&name)))? {
+                tables.push(BlockTable::Rows(t));
             }
         }
         Ok(Snapshot { tables })
@@ -581,7 +693,7 @@ impl Index {
     fn get_in(snap: &Snapshot, key: &IndexKey) -> Result<Option<Location>> {
         for t in &snap.tables {
             if let Some(v) = t.get(key)? {
-                return Ok(Some(Location::decode(&v.value())));
+                return Ok(Some(Location::decode(&v)));
             }
         }
         Ok(None)
@@ -598,7 +710,7 @@ impl Index {
         let iters = snap
             .tables
             .iter()
-            .map(|t| entries(t, start))
+            .map(|t| t.entries(start))
             .collect::<Result<Vec<_>>>()?;
         let mut merge = Merge::new(iters)?;
         let mut out = Vec::with_capacity(limit.min(4096));
@@ -619,7 +731,7 @@ impl Index {
         let iters = snap
             .tables
             .iter()
-            .map(|t| entries(t, None))
+            .map(|t| t.entries(None))
             .collect::<Result<Vec<_>>>()?;
         let mut merge = Merge::new(iters)?;
         while let Some((k, v)) = merge.next_entry()? {
@@ -628,19 +740,38 @@ impl Index {
         Ok(())
     }
 
-    /// Entries in the main table and in each run.
+    /// Entries in the main table and in each run (a version 1 or 2 file opened
+    /// read-only: its main table and runs).
     pub fn layout(&self) -> Result<Layout> {
         let txn = self.begin_read()?;
-        let names = txn.list_tables()?.map(|h| h.name().to_string());
-        let main = match missing_ok(txn.open_table(blocks_def(MAIN)))? {
-            Some(t) => t.len()?,
-            None => 0,
-        };
-        let runs = run_names(names)
+        let names: Vec<String> = txn.list_tables()?.map(|h| h.name().to_string()).collect();
+        if names
             .iter()
-            .map(|n| Ok(txn.open_table(blocks_def(n))?.len()?))
-            .collect::<Result<_>>()?;
-        Ok(Layout { main, runs })
+            .any(|n| n == LEGACY_MAIN || n.starts_with(LEGACY_RUN_PREFIX))
+        {
+            let len = |n: &str| -> Result<u64> {
+                Ok(match missing_ok(txn.open_table(legacy_def(n)))? {
+                    Some(t) => t.len()?,
+                    None => 0,
+                })
+            };
+            let runs = run_names(names.iter().cloned(), LEGACY_RUN_PREFIX);
+            return Ok(Layout {
+                main: len(LEGACY_MAIN)?,
+                runs: runs.iter().map(|n| len(n)).collect::<Result<_>>()?,
+            });
+        }
+        let Some(counts) = missing_ok(txn.open_table(COUNTS))? else {
+            return Ok(Layout::default());
+        };
+        let len = |n: &str| -> Result<u64> { Ok(counts.get(n)?.map_or(0, |g| g.value())) };
+        Ok(Layout {
+            main: len(MAIN)?,
+            runs: run_names(names.into_iter(), RUN_PREFIX)
+                .iter()
+                .map(|n| len(n))
+                .collect::<Result<_>>()?,
+        })
     }
 
     /// Every row of the `segments` table.
@@ -698,8 +829,9 @@ impl Index {
         .map_err(|e| Error::Index(e.to_string()))?;
         if batch.clear_blocks {
             for name in Self::block_tables(&txn)? {
-                txn.delete_table(blocks_def(&name))?;
+                txn.delete_table(rows::rows_def(&name))?;
             }
+            txn.delete_table(COUNTS)?;
             txn.delete_table(FILTER)?;
             if let Some(f) = &self.filter {
                 f.clear();
@@ -736,8 +868,23 @@ impl Index {
         if names.iter().any(|n| n == MAIN) {
             out.push(MAIN.to_string());
         }
-        out.extend(run_names(names.into_iter()));
+        out.extend(run_names(names.into_iter(), RUN_PREFIX));
         Ok(out)
+    }
+
+    /// Entries in the block table `name`.
+    fn table_len(txn: &WriteTransaction, name: &str) -> Result<u64> {
+        Ok(txn.open_table(COUNTS)?.get(name)?.map_or(0, |g| g.value()))
+    }
+
+    /// Records the entries in the block table `name` (`None`: the table is gone).
+    fn set_table_len(txn: &WriteTransaction, name: &str, len: Option<u64>) -> Result<()> {
+        let mut counts = txn.open_table(COUNTS)?;
+        match len {
+            Some(n) => counts.insert(name, n)?,
+            None => counts.remove(name)?,
+        };
+        Ok(())
     }
 
     /// Updates keys that are already indexed (in the table holding them) and sets
@@ -750,7 +897,7 @@ impl Index {
     ) -> Result<Vec<(IndexKey, Location)>> {
         let mut tables = Self::block_tables(txn)?
             .iter()
-            .map(|n| txn.open_table(blocks_def(n)))
+            .map(|n| txn.open_table(rows::rows_def(n)))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let stamp = |(k, l): &(IndexKey, Location)| {
             (
@@ -767,8 +914,9 @@ impl Index {
             let mut updated = false;
             if self.may_contain(&k) {
                 for t in tables.iter_mut() {
-                    if t.get(&k)?.is_some() {
-                        t.insert(&k, loc.encode())?;
+                    if let Some(mut found) = rows::find(t, &k)? {
+                        found.set(loc.encode());
+                        found.store(t)?;
                         updated = true;
                         break;
                     }
@@ -796,10 +944,11 @@ impl Index {
                 continue;
             }
             for t in tables.iter_mut() {
-                let old = t.get(k)?.map(|g| Location::decode(&g.value()));
-                if let Some(mut loc) = old {
+                if let Some(mut found) = rows::find(t, k)? {
+                    let mut loc = Location::decode(&found.loc());
                     loc.flags |= FLAG_INDIRECT_COMPLETE;
-                    t.insert(k, loc.encode())?;
+                    found.set(loc.encode());
+                    found.store(t)?;
                     break;
                 }
             }
@@ -807,8 +956,8 @@ impl Index {
         Ok(dedup)
     }
 
-    /// Writes sorted new entries as a new run (appended through a cursor: full pages,
-    /// no descent per key) and counts them.
+    /// Writes sorted new entries as a new run (packed rows appended through a cursor)
+    /// and counts them.
     fn write_run(
         txn: &WriteTransaction,
         fresh: &[(IndexKey, Location)],
@@ -818,15 +967,13 @@ impl Index {
             return Ok(());
         }
         let name = run_name(counters.generation);
-        let mut t = txn.open_table(blocks_def(&name))?;
-        let mut cur = t.upper_bound_mut(Bound::<IndexKey>::Unbounded)?;
-        for (k, loc) in fresh {
-            cur.insert_before(k, loc.encode()).map_err(cursor_err)?;
+        let n = rows::write_sorted(txn, &name, fresh.iter().map(|(k, l)| Ok((*k, l.encode()))))?;
+        Self::set_table_len(txn, &name, Some(n))?;
+        for (_, loc) in fresh {
             counters.blocks += 1;
             counters.stored_bytes += u64::from(loc.stored_len);
             counters.logical_bytes += u64::from(loc.raw_len);
         }
-        cur.close()?;
         Ok(())
     }
 
@@ -837,7 +984,7 @@ impl Index {
     /// [`MAX_RUNS`].
     fn compact(&self, txn: &WriteTransaction) -> Result<()> {
         let names = Self::block_tables(txn)?;
-        let len = |n: &str| -> Result<u64> { Ok(txn.open_table(blocks_def(n))?.len()?) };
+        let len = |n: &str| Self::table_len(txn, n);
         // An empty main table (a GC can retire every key) still exists and must be merged
         // into, or renaming the merge result onto its name fails.
         let has_main = names.first().is_some_and(|n| n == MAIN);
@@ -882,7 +1029,7 @@ impl Index {
         let Some(f) = &self.filter else {
             return Ok(());
         };
-        let main = txn.open_table(blocks_def(MAIN))?.len()?;
+        let main = Self::table_len(txn, MAIN)?;
         if main < FILTER_SAVE_MIN_KEYS {
             return Ok(());
         }
@@ -898,27 +1045,23 @@ impl Index {
     /// Streams the merge of `sources` (oldest first; the newest entry of a key wins) into a
     /// fresh table, deletes the sources and names the result `target`.
     fn merge_tables(txn: &WriteTransaction, sources: &[String], target: &str) -> Result<()> {
-        {
+        let n = {
             let tables = sources
                 .iter()
-                .map(|n| txn.open_table(blocks_def(n)))
+                .map(|n| txn.open_table(rows::rows_def(n)))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             let iters = tables
                 .iter()
-                .map(|t| entries(t, None))
+                .map(|t| rows::entries(t, None))
                 .collect::<Result<Vec<_>>>()?;
-            let mut merge = Merge::new(iters)?;
-            let mut out = txn.open_table(blocks_def(MERGE_TMP))?;
-            let mut cur = out.upper_bound_mut(Bound::<IndexKey>::Unbounded)?;
-            while let Some((k, v)) = merge.next_entry()? {
-                cur.insert_before(k, v).map_err(cursor_err)?;
-            }
-            cur.close()?;
+            rows::write_sorted(txn, MERGE_TMP, MergeIter(Merge::new(iters)?))?
+        };
+        for name in sources {
+            txn.delete_table(rows::rows_def(name))?;
+            Self::set_table_len(txn, name, None)?;
         }
-        for n in sources {
-            txn.delete_table(blocks_def(n))?;
-        }
-        txn.rename_table(blocks_def(MERGE_TMP), blocks_def(target))?;
+        txn.rename_table(rows::rows_def(MERGE_TMP), rows::rows_def(target))?;
+        Self::set_table_len(txn, target, Some(n))?;
         Ok(())
     }
 }
@@ -1424,6 +1567,177 @@ mod tests {
     }
 
     #[test]
+    fn gc_retire_edits_few_rows_in_place_and_rewrites_many() {
+        // Segment 0 holds every 7th key (many rows change); segment 3 only keys 3 and 10.
+        for retire in [0u32, 3] {
+            let idx = Index::in_memory().unwrap();
+            let n = fill(&idx, &[2000]);
+            let sparse = |i: u32| {
+                if i == 3 || i == 10 {
+                    3
+                } else {
+                    1
+                }
+            };
+            let loc = |i: u32| Location {
+                segment: SegmentId(if retire == 0 { i % 7 } else { sparse(i) }),
+                ..loc_n(i)
+            };
+            let blocks = (0..n).map(|i| (key_n(i), loc(i))).collect();
+            idx.commit(
+                Batch {
+                    blocks,
+                    ..Batch::default()
+                },
+                true,
+            )
+            .unwrap();
+            let gone = |i: u32| loc(i).segment == SegmentId(retire);
+            let want_gone = (0..n).filter(|&i| gone(i)).count() as u64;
+            let done = idx
+                .gc_switch(GcSwitch {
+                    retire: vec![SegmentId(retire)],
+                    ..GcSwitch::default()
+                })
+                .unwrap();
+            assert_eq!(done.removed, want_gone);
+            assert_eq!(idx.layout().unwrap().total(), u64::from(n) - want_gone);
+            assert_eq!(idx.counters().unwrap().blocks, u64::from(n) - want_gone);
+            for i in 0..n {
+                assert_eq!(idx.get(&key_n(i)).unwrap().is_some(), !gone(i), "key {i}");
+            }
+            let mut seen = 0;
+            idx.for_each(|_, l| {
+                assert_ne!(l.segment, SegmentId(retire));
+                seen += 1;
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(seen, u64::from(n) - want_gone);
+        }
+    }
+
+    /// Writes a version 2 file by hand: `blocks` and a run, one B-tree entry per key.
+    fn write_version_2(
+        path: &std::path::Path,
+        main: std::ops::Range<u32>,
+        run: std::ops::Range<u32>,
+    ) {
+        let db = Database::create(path).unwrap();
+        let txn = db.begin_write().unwrap();
+        for (name, keys) in [
+            (LEGACY_MAIN.to_string(), main),
+            (format!("{LEGACY_RUN_PREFIX}{:016x}", 9), run),
+        ] {
+            let mut t = txn.open_table(legacy_def(&name)).unwrap();
+            for i in keys {
+                t.insert(key_n(i), loc_n(i).encode()).unwrap();
+            }
+        }
+        txn.open_table(META)
+            .unwrap()
+            .insert(META_VERSION, 2u64.to_le_bytes().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+
+    #[test]
+    fn version_2_files_are_read_as_they_are_and_converted_by_a_writer() {
+        use crate::io::{Fs, OpenMode, OsFs};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        write_version_2(&path, 0..500, 500..520);
+        let check = |idx: &Index| {
+            for i in 0..520 {
+                let got = idx.get(&key_n(i)).unwrap().expect("indexed");
+                assert_eq!(
+                    (got.segment, got.offset),
+                    (loc_n(i).segment, loc_n(i).offset)
+                );
+            }
+            assert!(idx.get(&key_n(520)).unwrap().is_none());
+            let mut all = Vec::new();
+            idx.for_each(|k, _| {
+                all.push(k);
+                Ok(())
+            })
+            .unwrap();
+            let mut want: Vec<IndexKey> = (0..520).map(key_n).collect();
+            want.sort_unstable();
+            assert_eq!(all, want);
+        };
+        let (backend, mode) = OsFs.index_backend(&path, OpenMode::Read).unwrap();
+        let ro = Index::open_read_only(backend, mode).unwrap();
+        check(&ro);
+        assert_eq!(
+            ro.layout().unwrap(),
+            Layout {
+                main: 500,
+                runs: vec![20]
+            }
+        );
+        drop(ro);
+        let file = OsFs.open(&path, OpenMode::Write).unwrap();
+        let idx = Index::open_writable(
+            IndexBackend::Io(file),
+            ConcurrencyMode::ExclusiveWriter,
+            1 << 20,
+        )
+        .unwrap();
+        check(&idx);
+        assert_eq!(
+            idx.layout().unwrap(),
+            Layout {
+                main: 520,
+                runs: vec![]
+            }
+        );
+        assert_eq!(
+            idx.meta(META_VERSION).unwrap(),
+            Some(INDEX_VERSION.to_le_bytes().to_vec())
+        );
+        let txn = idx.begin_read().unwrap();
+        assert!(missing_ok(txn.open_table(legacy_def(LEGACY_MAIN)))
+            .unwrap()
+            .is_none());
+        drop(txn);
+        // New keys go to packed runs beside the converted main table.
+        let batch = Batch {
+            new_blocks: vec![(key_n(600), loc_n(600))],
+            ..Batch::default()
+        };
+        idx.commit(batch, true).unwrap();
+        assert!(idx.get(&key_n(600)).unwrap().is_some());
+        check_rows_are_packed(&idx);
+    }
+
+    /// Every row of every packed table is full but the last of its table.
+    fn check_rows_are_packed(idx: &Index) {
+        let snap = idx.open_snapshot().unwrap();
+        for t in &snap.tables {
+            let BlockTable::Rows(t) = t else {
+                panic!("legacy table")
+            };
+            let lens: Vec<usize> = t
+                .range::<IndexKey>(..)
+                .unwrap()
+                .map(|r| r.unwrap().1.value().len() / rows::ENTRY_LEN)
+                .collect();
+            if let Some((_, full)) = lens.split_last() {
+                assert!(full.iter().all(|&n| n == rows::ROW_ENTRIES), "{lens:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn merges_write_full_rows() {
+        let idx = Index::in_memory().unwrap();
+        fill(&idx, &[1000, 300, 100, 50, 10]);
+        check_rows_are_packed(&idx);
+        assert!(!idx.layout().unwrap().runs.is_empty());
+    }
+
+    #[test]
     fn filter_rows_roundtrip() {
         let f = NegativeFilter::new(10);
         for i in 0..5000 {
@@ -1503,51 +1817,53 @@ impl Index {
                 .unwrap_or_default();
             counters.generation += 1;
             // Keys live in the main table or in one run; GC must see them all.
-            let mut tables = Self::block_tables(&txn)?
+            let names = Self::block_tables(&txn)?;
+            let mut tables = names
                 .iter()
-                .map(|n| txn.open_table(blocks_def(n)))
+                .map(|n| txn.open_table(rows::rows_def(n)))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             let mut moves = sw.moves;
             moves.sort_unstable_by_key(|m| m.0);
             for (k, old_seg, new) in &moves {
                 for blocks in tables.iter_mut() {
-                    let cur = blocks.get(k)?.map(|g| Location::decode(&g.value()));
-                    let Some(cur) = cur else { continue };
+                    let Some(mut found) = rows::find(blocks, k)? else {
+                        continue;
+                    };
+                    let cur = Location::decode(&found.loc());
                     if cur.segment == *old_seg {
                         let loc = cur.moved_to(new);
                         counters.stored_bytes = counters
                             .stored_bytes
                             .saturating_sub(u64::from(cur.stored_len))
                             .saturating_add(u64::from(loc.stored_len));
-                        blocks.insert(k, loc.encode())?;
+                        found.set(loc.encode());
+                        found.store(blocks)?;
                         done.moved += 1;
                     }
                     break;
                 }
             }
+            drop(tables);
             if !sw.retire.is_empty() {
                 let retire: std::collections::HashSet<u32> =
                     sw.retire.iter().map(|s| s.0).collect();
-                for blocks in tables.iter_mut() {
-                    blocks.retain(|_, v| {
-                        let loc = Location::decode(&v);
-                        let gone = retire.contains(&loc.segment.0);
-                        if gone {
-                            done.removed += 1;
-                            done.removed_stored_bytes += u64::from(loc.stored_len);
-                            counters.blocks = counters.blocks.saturating_sub(1);
-                            counters.stored_bytes = counters
-                                .stored_bytes
-                                .saturating_sub(u64::from(loc.stored_len));
-                            counters.logical_bytes = counters
-                                .logical_bytes
-                                .saturating_sub(u64::from(loc.raw_len));
-                        }
-                        !gone
+                let gone = |v: &[u8; LOCATION_LEN]| retire.contains(&Location::decode(v).segment.0);
+                for name in &names {
+                    let left = rows::retain(&txn, name, MERGE_TMP, gone, |v| {
+                        let loc = Location::decode(v);
+                        done.removed += 1;
+                        done.removed_stored_bytes += u64::from(loc.stored_len);
+                        counters.blocks = counters.blocks.saturating_sub(1);
+                        counters.stored_bytes = counters
+                            .stored_bytes
+                            .saturating_sub(u64::from(loc.stored_len));
+                        counters.logical_bytes = counters
+                            .logical_bytes
+                            .saturating_sub(u64::from(loc.raw_len));
                     })?;
+                    Self::set_table_len(&txn, name, Some(left))?;
                 }
             }
-            drop(tables);
             let mut segs = txn.open_table(SEGMENTS)?;
             for id in &sw.retire {
                 segs.remove(id.0)?;

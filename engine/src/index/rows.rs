@@ -1,0 +1,339 @@
+//! Packed rows: a block table holds up to [`ROW_ENTRIES`] entries per redb row, in key
+//! order, each row keyed by its first key. A lookup finds the last row starting at or
+//! before the key and binary-searches it; a merge copies rows of entries instead of
+//! inserting entries one by one into a B-tree (index version 3, see `docs/format.md`).
+
+use super::{cursor_err, Entry, IndexKey, KEY_LEN, LOCATION_LEN};
+use crate::error::{Error, Result};
+use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
+use std::cmp::Ordering;
+use std::ops::Bound;
+
+/// Bytes of one entry in a row: the key, then the encoded location.
+pub const ENTRY_LEN: usize = KEY_LEN + LOCATION_LEN;
+/// Entries in a full row: the most for which a full row and its key fit one 4 KiB redb
+/// leaf page (4-byte page header, a 4-byte value end offset, 33-byte key, 4,047-byte value).
+pub const ROW_ENTRIES: usize = 71;
+const ROW_BYTES: usize = ROW_ENTRIES * ENTRY_LEN;
+/// A GC retire rewrites at most this many rows in place; past it the table is rewritten
+/// by streaming (bounded memory whatever share of the entries goes).
+/// (Unit tests lower it so that small tables take both paths.)
+const RETAIN_IN_PLACE_ROWS: usize = if cfg!(test) { 3 } else { 4096 };
+
+/// A packed block table's definition.
+pub(super) type RowsDef<'a> = TableDefinition<'a, IndexKey, &'static [u8]>;
+/// A packed block table opened for writing.
+pub(super) type RowsTable<'txn> = Table<'txn, IndexKey, &'static [u8]>;
+
+/// The definition of the packed block table `name`.
+pub(super) fn rows_def(name: &str) -> RowsDef<'_> {
+    TableDefinition::new(name)
+}
+
+/// Entries in `row`; fails unless it holds 1..=[`ROW_ENTRIES`] whole entries.
+fn row_len(row: &[u8]) -> Result<usize> {
+    let n = row.len() / ENTRY_LEN;
+    if row.len() % ENTRY_LEN != 0 || n == 0 || n > ROW_ENTRIES {
+        return Err(Error::Index(format!(
+            "corrupt index row of {} bytes",
+            row.len()
+        )));
+    }
+    Ok(n)
+}
+
+fn key_at(row: &[u8], i: usize) -> &[u8] {
+    &row[i * ENTRY_LEN..i * ENTRY_LEN + KEY_LEN]
+}
+
+fn entry_at(row: &[u8], i: usize) -> Entry {
+    let e = &row[i * ENTRY_LEN..(i + 1) * ENTRY_LEN];
+    let mut k = [0u8; KEY_LEN];
+    let mut v = [0u8; LOCATION_LEN];
+    k.copy_from_slice(&e[..KEY_LEN]);
+    v.copy_from_slice(&e[KEY_LEN..]);
+    (k, v)
+}
+
+/// `Ok(i)`: `key` is entry `i` of `row`; `Err(i)`: it would go before entry `i`.
+fn position(row: &[u8], key: &IndexKey) -> Result<std::result::Result<usize, usize>> {
+    let (mut lo, mut hi) = (0, row_len(row)?);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match key_at(row, mid).cmp(&key[..]) {
+            Ordering::Less => lo = mid + 1,
+            Ordering::Greater => hi = mid,
+            Ordering::Equal => return Ok(Ok(mid)),
+        }
+    }
+    Ok(Err(lo))
+}
+
+/// The encoded location of `key` in the table `t`.
+pub(super) fn get<T: ReadableTable<IndexKey, &'static [u8]>>(
+    t: &T,
+    key: &IndexKey,
+) -> Result<Option<[u8; LOCATION_LEN]>> {
+    let Some(item) = t.range::<IndexKey>(..=*key)?.next_back() else {
+        return Ok(None);
+    };
+    let (_, row) = item?;
+    let row = row.value();
+    Ok(position(row, key)?.ok().map(|i| entry_at(row, i).1))
+}
+
+/// The entries of a table in key order, from a start key on.
+pub(super) struct Entries<'a> {
+    rows: redb::Range<'a, IndexKey, &'static [u8]>,
+    row: Vec<u8>,
+    next: usize,
+    /// Entries before this key (in the first row) are skipped.
+    start: Option<IndexKey>,
+}
+
+impl Iterator for Entries<'_> {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        loop {
+            if (self.next + 1) * ENTRY_LEN <= self.row.len() {
+                let e = entry_at(&self.row, self.next);
+                self.next += 1;
+                match self.start {
+                    Some(s) if e.0 < s => continue,
+                    Some(_) => self.start = None,
+                    None => {}
+                }
+                return Some(Ok(e));
+            }
+            let row = match self.rows.next()? {
+                Ok((_, row)) => row,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let row = row.value();
+            if let Err(e) = row_len(row) {
+                return Some(Err(e));
+            }
+            self.row.clear();
+            self.row.extend_from_slice(row);
+            self.next = 0;
+        }
+    }
+}
+
+/// The entries of `t` in key order, from `start` (inclusive) or from the first.
+pub(super) fn entries<'a, T: ReadableTable<IndexKey, &'static [u8]>>(
+    t: &'a T,
+    start: Option<&IndexKey>,
+) -> Result<Entries<'a>> {
+    let rows = match start {
+        None => t.range::<IndexKey>(..)?,
+        Some(s) => {
+            // The row holding `s` (if any) starts at or before it.
+            let from = match t.range::<IndexKey>(..=*s)?.next_back() {
+                Some(item) => item?.0.value(),
+                None => *s,
+            };
+            t.range::<IndexKey>(from..)?
+        }
+    };
+    Ok(Entries {
+        rows,
+        row: Vec::with_capacity(ROW_BYTES),
+        next: 0,
+        start: start.copied(),
+    })
+}
+
+/// Writes sorted entries (strictly increasing keys) into the new, empty table `name` as
+/// full rows appended through a cursor; returns how many were written.
+pub(super) fn write_sorted(
+    txn: &WriteTransaction,
+    name: &str,
+    entries: impl Iterator<Item = Result<Entry>>,
+) -> Result<u64> {
+    let mut t = txn.open_table(rows_def(name))?;
+    let mut cur = t.upper_bound_mut(Bound::<IndexKey>::Unbounded)?;
+    let mut row = Vec::with_capacity(ROW_BYTES);
+    let mut first = [0u8; KEY_LEN];
+    let mut n = 0u64;
+    for e in entries {
+        let (k, v) = e?;
+        if row.is_empty() {
+            first = k;
+        }
+        row.extend_from_slice(&k);
+        row.extend_from_slice(&v);
+        n += 1;
+        if row.len() == ROW_BYTES {
+            cur.insert_before(first, row.as_slice())
+                .map_err(cursor_err)?;
+            row.clear();
+        }
+    }
+    if !row.is_empty() {
+        cur.insert_before(first, row.as_slice())
+            .map_err(cursor_err)?;
+    }
+    cur.close()?;
+    Ok(n)
+}
+
+/// One entry found for update: change its location with [`Found::set`], then
+/// [`Found::store`] its row.
+pub(super) struct Found {
+    first: IndexKey,
+    row: Vec<u8>,
+    at: usize,
+}
+
+impl Found {
+    /// The entry's encoded location.
+    pub(super) fn loc(&self) -> [u8; LOCATION_LEN] {
+        entry_at(&self.row, self.at).1
+    }
+
+    /// Replaces the entry's location (in the copy; see [`Found::store`]).
+    pub(super) fn set(&mut self, loc: [u8; LOCATION_LEN]) {
+        let off = self.at * ENTRY_LEN + KEY_LEN;
+        self.row[off..off + LOCATION_LEN].copy_from_slice(&loc);
+    }
+
+    /// Writes the row back.
+    pub(super) fn store(self, t: &mut RowsTable<'_>) -> Result<()> {
+        t.insert(self.first, self.row.as_slice())?;
+        Ok(())
+    }
+}
+
+/// The row holding `key` in `t`, for an update.
+pub(super) fn find(t: &RowsTable<'_>, key: &IndexKey) -> Result<Option<Found>> {
+    let Some(item) = t.range::<IndexKey>(..=*key)?.next_back() else {
+        return Ok(None);
+    };
+    let (first, row) = item?;
+    let row = row.value();
+    Ok(position(row, key)?.ok().map(|at| Found {
+        first: first.value(),
+        row: row.to_vec(),
+        at,
+    }))
+}
+
+/// Removes from the table `name` every entry whose location `gone` says is gone, calling
+/// `removed` once for each; returns the entries left. `tmp` names a scratch table for
+/// when so many rows change that the table is rewritten instead of edited in place.
+pub(super) fn retain(
+    txn: &WriteTransaction,
+    name: &str,
+    tmp: &str,
+    gone: impl Fn(&[u8; LOCATION_LEN]) -> bool,
+    mut removed: impl FnMut(&[u8; LOCATION_LEN]),
+) -> Result<u64> {
+    let mut kept = 0u64;
+    let mut changed: Vec<(IndexKey, Vec<u8>)> = Vec::new();
+    let mut overflow = false;
+    {
+        let t = txn.open_table(rows_def(name))?;
+        for item in t.range::<IndexKey>(..)? {
+            let (first, row) = item?;
+            let row = row.value();
+            let n = row_len(row)?;
+            let goes = (0..n).filter(|&i| gone(&entry_at(row, i).1)).count();
+            kept += (n - goes) as u64;
+            if goes > 0 && !overflow {
+                overflow = changed.len() == RETAIN_IN_PLACE_ROWS;
+                if overflow {
+                    changed = Vec::new();
+                } else {
+                    changed.push((first.value(), row.to_vec()));
+                }
+            }
+        }
+    }
+    if overflow {
+        let t = txn.open_table(rows_def(name))?;
+        let left = entries(&t, None)?.filter(|e| match e {
+            Ok((_, v)) if gone(v) => {
+                removed(v);
+                false
+            }
+            _ => true,
+        });
+        write_sorted(txn, tmp, left)?;
+        drop(t);
+        txn.delete_table(rows_def(name))?;
+        txn.rename_table(rows_def(tmp), rows_def(name))?;
+        return Ok(kept);
+    }
+    let mut t = txn.open_table(rows_def(name))?;
+    for (first, row) in changed {
+        let mut left = Vec::with_capacity(row.len());
+        for i in 0..row.len() / ENTRY_LEN {
+            let (k, v) = entry_at(&row, i);
+            if gone(&v) {
+                removed(&v);
+            } else {
+                left.extend_from_slice(&k);
+                left.extend_from_slice(&v);
+            }
+        }
+        t.remove(first)?;
+        if !left.is_empty() {
+            // The new first key still sorts between the neighbouring rows' first keys.
+            let mut k = [0u8; KEY_LEN];
+            k.copy_from_slice(&left[..KEY_LEN]);
+            t.insert(k, left.as_slice())?;
+        }
+    }
+    Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn row_of(keys: &[u8]) -> Vec<u8> {
+        let mut row = Vec::new();
+        for &k in keys {
+            row.extend_from_slice(&[k; KEY_LEN]);
+            row.extend_from_slice(&[k ^ 0xff; LOCATION_LEN]);
+        }
+        row
+    }
+
+    #[test]
+    fn a_full_row_and_its_key_fit_one_page() {
+        // redb leaf: 4-byte header, one u32 value end offset, the fixed-width key, the value.
+        assert!(4 + 4 + KEY_LEN + ROW_BYTES <= 4096);
+        assert!(4 + 4 + KEY_LEN + ROW_BYTES + ENTRY_LEN > 4096);
+    }
+
+    #[test]
+    fn malformed_rows_are_errors() {
+        for len in [0, 1, ENTRY_LEN - 1, ENTRY_LEN + 1, ROW_BYTES + ENTRY_LEN] {
+            assert!(position(&vec![0u8; len], &[0; KEY_LEN]).is_err(), "{len}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn position_agrees_with_a_linear_scan(
+            mut keys in proptest::collection::btree_set(1u8..255, 1..ROW_ENTRIES),
+            probe in any::<u8>(),
+        ) {
+            let keys: Vec<u8> = std::mem::take(&mut keys).into_iter().collect();
+            let row = row_of(&keys);
+            let want = match keys.iter().position(|&k| k >= probe) {
+                Some(i) if keys[i] == probe => Ok(i),
+                Some(i) => Err(i),
+                None => Err(keys.len()),
+            };
+            prop_assert_eq!(position(&row, &[probe; KEY_LEN]).unwrap(), want);
+            if let Ok(i) = want {
+                prop_assert_eq!(entry_at(&row, i), ([probe; KEY_LEN], [probe ^ 0xff; LOCATION_LEN]));
+            }
+        }
+    }
+}
