@@ -199,6 +199,23 @@ fn main() {
         assert!(index.get(&key(x % n)).expect("get").is_some());
     }
     println!("get-hit (random keys): {}", rate(probes, &t));
+    // The same on both cores (readers share the index; e.g. `vt cat` and FUSE reads).
+    let t = Timer::start();
+    std::thread::scope(|s| {
+        for seed in [0x9e37_79b9_7f4a_7c15u64, 0x2545_f491_4f6c_dd1d] {
+            let index = &index;
+            s.spawn(move || {
+                let mut x = seed;
+                for _ in 0..probes / 2 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    assert!(index.get(&key(x % n)).expect("get").is_some());
+                }
+            });
+        }
+    });
+    println!("get-hit (random keys, 2 threads): {}", rate(probes, &t));
     drop(index);
     let _ = std::fs::remove_dir_all(&dir);
     if env_u64("VT_BENCH_DATADIR_BLOCKS", 200_000) > 0 {
