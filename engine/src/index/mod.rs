@@ -2,13 +2,13 @@
 //! in-memory negative filter so lookups of absent blocks rarely touch a B-tree.
 //!
 //! Tables (layouts in `docs/format.md`):
-//! - `block_rows` (the main table) and `block_rows.run.<id>` (runs): packed rows of up to
-//!   [`rows::ROW_ENTRIES`] entries ([`IndexKey`], 33 bytes → [`Location`], 24 bytes) in
-//!   key order, keyed by their first key (see [`rows`]). Each commit writes its new keys
+//! - `block_rows` (the main table) and `block_rows.run.<id>` (runs): entries ([`IndexKey`],
+//!   33 bytes → [`Location`], 24 bytes) packed in rows of about [`rows::ROW_TARGET`],
+//!   one row per bucket of the key space (see [`rows`]). Each commit writes its new keys
 //!   as a new run; runs are merged with each other and into the main table by streaming
 //!   merges that copy rows, so a commit never rewrites pages scattered over the whole
 //!   main table, and a merge costs a copy per entry rather than a B-tree insert;
-//! - `block_counts`: entries per block table;
+//! - `block_counts`: entries and buckets per block table;
 //! - `segments`: segment id (u32) → [`SegmentInfo`];
 //! - `meta`: name → bytes (format version, hash algorithm, counters).
 //!
@@ -48,8 +48,8 @@ const MERGE_TMP: &str = "block_rows.merging";
 const LEGACY_MAIN: &str = "blocks";
 /// The run prefix of index version 2.
 const LEGACY_RUN_PREFIX: &str = "blocks.run.";
-/// Entries per block table (packed tables only: a row count is not an entry count).
-const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("block_counts");
+/// Entries and buckets per block table.
+const COUNTS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("block_counts");
 /// Runs are merged into the main table when they hold 1/`MAIN_MERGE_DIVISOR` of its entries.
 pub const MAIN_MERGE_DIVISOR: u64 = 4;
 /// How long a read-only follower reuses a read snapshot of the writer's index.
@@ -309,7 +309,8 @@ fn legacy_def(name: &str) -> LegacyDef<'_> {
 
 /// A block table of a read snapshot.
 enum BlockTable {
-    Rows(ReadOnlyTable<IndexKey, &'static [u8]>),
+    /// A packed table and its buckets.
+    Rows(ReadOnlyTable<u64, &'static [u8]>, u64),
     Legacy(LegacyTable),
 }
 
@@ -318,14 +319,14 @@ type EntryIter<'a> = Box<dyn Iterator<Item = Result<Entry>> + 'a>;
 impl BlockTable {
     fn get(&self, key: &IndexKey) -> Result<Option<[u8; LOCATION_LEN]>> {
         match self {
-            BlockTable::Rows(t) => rows::get(t, key),
+            BlockTable::Rows(t, buckets) => rows::get(t, *buckets, key),
             BlockTable::Legacy(t) => Ok(t.get(key)?.map(|g| g.value())),
         }
     }
 
     fn entries(&self, start: Option<&IndexKey>) -> Result<EntryIter<'_>> {
         Ok(match self {
-            BlockTable::Rows(t) => Box::new(rows::entries(t, start)?),
+            BlockTable::Rows(t, buckets) => Box::new(rows::entries(t, *buckets, start)?),
             BlockTable::Legacy(t) => Box::new(legacy_entries(t, start)?),
         })
     }
@@ -512,8 +513,10 @@ impl Index {
                 .map(|t| legacy_entries(t, None))
                 .collect::<Result<Vec<_>>>()?;
             // Packed tables are empty in a file of version 1 or 2.
-            let n = rows::write_sorted(&txn, MAIN, MergeIter(Merge::new(iters)?))?;
-            txn.open_table(COUNTS)?.insert(MAIN, n)?;
+            let most = tables.iter().map(|t| t.len()).sum::<redb::Result<u64>>()?;
+            let buckets = rows::buckets_for(most);
+            let n = rows::write_sorted(&txn, MAIN, buckets, MergeIter(Merge::new(iters)?))?;
+            Self::set_shape(&txn, MAIN, Some((n, buckets)))?;
         }
         for n in &legacy {
             txn.delete_table(legacy_def(n))?;
@@ -568,14 +571,11 @@ impl Index {
 
     /// The saved filter, if it covers the main table of `snap` (the first table).
     fn saved_filter(&self, snap: &Snapshot) -> Result<Option<NegativeFilter>> {
-        if !matches!(snap.tables.first(), Some(BlockTable::Rows(_))) {
+        if !matches!(snap.tables.first(), Some(BlockTable::Rows(..))) {
             return Ok(None);
         }
         let txn = self.begin_read()?;
-        let main = match missing_ok(txn.open_table(COUNTS))? {
-            Some(c) => c.get(MAIN)?.map_or(0, |g| g.value()),
-            None => 0,
-        };
+        let main = Self::shape_in(&txn, MAIN)?.0;
         let saved_len = self.meta(META_FILTER_MAIN_LEN)?;
         if saved_len.as_deref() != Some(&main.to_le_bytes()[..]) {
             return Ok(None);
@@ -623,12 +623,10 @@ impl Index {
                 tables.push(BlockTable::Legacy(t));
             }
         }
-        if let Some(t) = missing_ok(txn.open_table(rows::rows_def(MAIN)))? {
-            tables.push(BlockTable::Rows(t));
-        }
-        for name in run_names(names.into_iter(), RUN_PREFIX) {
+        let main = std::iter::once(MAIN.to_string()).filter(|m| names.contains(m));
+        for name in main.chain(run_names(names.iter().cloned(), RUN_PREFIX)) {
             if let Some(t) = missing_ok(txn.open_table(rows::rows_def(&name)))? {
-                tables.push(BlockTable::Rows(t));
+                tables.push(BlockTable::Rows(t, Self::shape_in(&txn, &name)?.1));
             }
         }
         Ok(Snapshot { tables })
@@ -761,10 +759,7 @@ impl Index {
                 runs: runs.iter().map(|n| len(n)).collect::<Result<_>>()?,
             });
         }
-        let Some(counts) = missing_ok(txn.open_table(COUNTS))? else {
-            return Ok(Layout::default());
-        };
-        let len = |n: &str| -> Result<u64> { Ok(counts.get(n)?.map_or(0, |g| g.value())) };
+        let len = |n: &str| -> Result<u64> { Ok(Self::shape_in(&txn, n)?.0) };
         Ok(Layout {
             main: len(MAIN)?,
             runs: run_names(names.into_iter(), RUN_PREFIX)
@@ -872,16 +867,27 @@ impl Index {
         Ok(out)
     }
 
-    /// Entries in the block table `name`.
-    fn table_len(txn: &WriteTransaction, name: &str) -> Result<u64> {
-        Ok(txn.open_table(COUNTS)?.get(name)?.map_or(0, |g| g.value()))
+    /// Entries and buckets of the block table `name`.
+    fn shape(txn: &WriteTransaction, name: &str) -> Result<(u64, u64)> {
+        Ok(txn
+            .open_table(COUNTS)?
+            .get(name)?
+            .map_or((0, 1), |g| g.value()))
     }
 
-    /// Records the entries in the block table `name` (`None`: the table is gone).
-    fn set_table_len(txn: &WriteTransaction, name: &str, len: Option<u64>) -> Result<()> {
+    /// Entries and buckets of the block table `name`, in a read transaction.
+    fn shape_in(txn: &redb::ReadTransaction, name: &str) -> Result<(u64, u64)> {
+        Ok(match missing_ok(txn.open_table(COUNTS))? {
+            Some(c) => c.get(name)?.map_or((0, 1), |g| g.value()),
+            None => (0, 1),
+        })
+    }
+
+    /// Records the entries and buckets of the block table `name` (`None`: it is gone).
+    fn set_shape(txn: &WriteTransaction, name: &str, shape: Option<(u64, u64)>) -> Result<()> {
         let mut counts = txn.open_table(COUNTS)?;
-        match len {
-            Some(n) => counts.insert(name, n)?,
+        match shape {
+            Some(s) => counts.insert(name, s)?,
             None => counts.remove(name)?,
         };
         Ok(())
@@ -897,8 +903,8 @@ impl Index {
     ) -> Result<Vec<(IndexKey, Location)>> {
         let mut tables = Self::block_tables(txn)?
             .iter()
-            .map(|n| txn.open_table(rows::rows_def(n)))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+            .map(|n| Ok((txn.open_table(rows::rows_def(n))?, Self::shape(txn, n)?.1)))
+            .collect::<Result<Vec<_>>>()?;
         let stamp = |(k, l): &(IndexKey, Location)| {
             (
                 *k,
@@ -913,8 +919,8 @@ impl Index {
             let (k, loc) = stamp(e);
             let mut updated = false;
             if self.may_contain(&k) {
-                for t in tables.iter_mut() {
-                    if let Some(mut found) = rows::find(t, &k)? {
+                for (t, buckets) in tables.iter_mut() {
+                    if let Some(mut found) = rows::find(t, *buckets, &k)? {
                         found.set(loc.encode());
                         found.store(t)?;
                         updated = true;
@@ -943,8 +949,8 @@ impl Index {
                 dedup[i].1.flags |= FLAG_INDIRECT_COMPLETE;
                 continue;
             }
-            for t in tables.iter_mut() {
-                if let Some(mut found) = rows::find(t, k)? {
+            for (t, buckets) in tables.iter_mut() {
+                if let Some(mut found) = rows::find(t, *buckets, k)? {
                     let mut loc = Location::decode(&found.loc());
                     loc.flags |= FLAG_INDIRECT_COMPLETE;
                     found.set(loc.encode());
@@ -967,8 +973,10 @@ impl Index {
             return Ok(());
         }
         let name = run_name(counters.generation);
-        let n = rows::write_sorted(txn, &name, fresh.iter().map(|(k, l)| Ok((*k, l.encode()))))?;
-        Self::set_table_len(txn, &name, Some(n))?;
+        let buckets = rows::buckets_for(fresh.len() as u64);
+        let entries = fresh.iter().map(|(k, l)| Ok((*k, l.encode())));
+        let n = rows::write_sorted(txn, &name, buckets, entries)?;
+        Self::set_shape(txn, &name, Some((n, buckets)))?;
         for (_, loc) in fresh {
             counters.blocks += 1;
             counters.stored_bytes += u64::from(loc.stored_len);
@@ -984,7 +992,7 @@ impl Index {
     /// [`MAX_RUNS`].
     fn compact(&self, txn: &WriteTransaction) -> Result<()> {
         let names = Self::block_tables(txn)?;
-        let len = |n: &str| Self::table_len(txn, n);
+        let len = |n: &str| Ok::<_, Error>(Self::shape(txn, n)?.0);
         // An empty main table (a GC can retire every key) still exists and must be merged
         // into, or renaming the merge result onto its name fails.
         let has_main = names.first().is_some_and(|n| n == MAIN);
@@ -1029,7 +1037,7 @@ impl Index {
         let Some(f) = &self.filter else {
             return Ok(());
         };
-        let main = Self::table_len(txn, MAIN)?;
+        let main = Self::shape(txn, MAIN)?.0;
         if main < FILTER_SAVE_MIN_KEYS {
             return Ok(());
         }
@@ -1045,6 +1053,12 @@ impl Index {
     /// Streams the merge of `sources` (oldest first; the newest entry of a key wins) into a
     /// fresh table, deletes the sources and names the result `target`.
     fn merge_tables(txn: &WriteTransaction, sources: &[String], target: &str) -> Result<()> {
+        let shapes = sources
+            .iter()
+            .map(|n| Self::shape(txn, n))
+            .collect::<Result<Vec<_>>>()?;
+        // Keys in several sources are counted once per source: a few buckets too many.
+        let buckets = rows::buckets_for(shapes.iter().map(|s| s.0).sum());
         let n = {
             let tables = sources
                 .iter()
@@ -1052,16 +1066,17 @@ impl Index {
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             let iters = tables
                 .iter()
-                .map(|t| rows::entries(t, None))
+                .zip(&shapes)
+                .map(|(t, s)| rows::entries(t, s.1, None))
                 .collect::<Result<Vec<_>>>()?;
-            rows::write_sorted(txn, MERGE_TMP, MergeIter(Merge::new(iters)?))?
+            rows::write_sorted(txn, MERGE_TMP, buckets, MergeIter(Merge::new(iters)?))?
         };
         for name in sources {
             txn.delete_table(rows::rows_def(name))?;
-            Self::set_table_len(txn, name, None)?;
+            Self::set_shape(txn, name, None)?;
         }
         txn.rename_table(rows::rows_def(MERGE_TMP), rows::rows_def(target))?;
-        Self::set_table_len(txn, target, Some(n))?;
+        Self::set_shape(txn, target, Some((n, buckets)))?;
         Ok(())
     }
 }
@@ -1708,32 +1723,40 @@ mod tests {
         };
         idx.commit(batch, true).unwrap();
         assert!(idx.get(&key_n(600)).unwrap().is_some());
-        check_rows_are_packed(&idx);
+        check_rows(&idx);
     }
 
-    /// Every row of every packed table is full but the last of its table.
-    fn check_rows_are_packed(idx: &Index) {
+    /// Every row of every packed table holds sorted entries of its bucket only, and the
+    /// tables have about `ROW_TARGET` entries per bucket.
+    fn check_rows(idx: &Index) {
         let snap = idx.open_snapshot().unwrap();
         for t in &snap.tables {
-            let BlockTable::Rows(t) = t else {
+            let BlockTable::Rows(t, buckets) = t else {
                 panic!("legacy table")
             };
-            let lens: Vec<usize> = t
-                .range::<IndexKey>(..)
-                .unwrap()
-                .map(|r| r.unwrap().1.value().len() / rows::ENTRY_LEN)
-                .collect();
-            if let Some((_, full)) = lens.split_last() {
-                assert!(full.iter().all(|&n| n == rows::ROW_ENTRIES), "{lens:?}");
+            let mut entries = 0;
+            let mut last: Option<IndexKey> = None;
+            for r in t.range::<u64>(..).unwrap() {
+                let (b, row) = r.unwrap();
+                let row = row.value();
+                assert!(!row.is_empty() && row.len() % rows::ENTRY_LEN == 0);
+                for e in row.chunks(rows::ENTRY_LEN) {
+                    let k: IndexKey = e[..KEY_LEN].try_into().unwrap();
+                    assert_eq!(rows::bucket(&k, *buckets), b.value());
+                    assert!(last.is_none_or(|l| l < k));
+                    last = Some(k);
+                    entries += 1;
+                }
             }
+            assert_eq!(*buckets, rows::buckets_for(entries), "{entries} entries");
         }
     }
 
     #[test]
-    fn merges_write_full_rows() {
+    fn merges_write_rows_by_bucket() {
         let idx = Index::in_memory().unwrap();
         fill(&idx, &[1000, 300, 100, 50, 10]);
-        check_rows_are_packed(&idx);
+        check_rows(&idx);
         assert!(!idx.layout().unwrap().runs.is_empty());
     }
 
@@ -1820,13 +1843,13 @@ impl Index {
             let names = Self::block_tables(&txn)?;
             let mut tables = names
                 .iter()
-                .map(|n| txn.open_table(rows::rows_def(n)))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
+                .map(|n| Ok((txn.open_table(rows::rows_def(n))?, Self::shape(&txn, n)?.1)))
+                .collect::<Result<Vec<_>>>()?;
             let mut moves = sw.moves;
             moves.sort_unstable_by_key(|m| m.0);
             for (k, old_seg, new) in &moves {
-                for blocks in tables.iter_mut() {
-                    let Some(mut found) = rows::find(blocks, k)? else {
+                for (blocks, buckets) in tables.iter_mut() {
+                    let Some(mut found) = rows::find(blocks, *buckets, k)? else {
                         continue;
                     };
                     let cur = Location::decode(&found.loc());
@@ -1849,7 +1872,8 @@ impl Index {
                     sw.retire.iter().map(|s| s.0).collect();
                 let gone = |v: &[u8; LOCATION_LEN]| retire.contains(&Location::decode(v).segment.0);
                 for name in &names {
-                    let left = rows::retain(&txn, name, MERGE_TMP, gone, |v| {
+                    let buckets = Self::shape(&txn, name)?.1;
+                    let left = rows::retain(&txn, name, MERGE_TMP, buckets, gone, |v| {
                         let loc = Location::decode(v);
                         done.removed += 1;
                         done.removed_stored_bytes += u64::from(loc.stored_len);
@@ -1861,7 +1885,7 @@ impl Index {
                             .logical_bytes
                             .saturating_sub(u64::from(loc.raw_len));
                     })?;
-                    Self::set_table_len(&txn, name, Some(left))?;
+                    Self::set_shape(&txn, name, Some(left))?;
                 }
             }
             let mut segs = txn.open_table(SEGMENTS)?;

@@ -1,7 +1,10 @@
-//! Packed rows: a block table holds up to [`ROW_ENTRIES`] entries per redb row, in key
-//! order, each row keyed by its first key. A lookup finds the last row starting at or
-//! before the key and binary-searches it; a merge copies rows of entries instead of
-//! inserting entries one by one into a B-tree (index version 3, see `docs/format.md`).
+//! Packed rows: a block table holds its entries in buckets, one redb row per non-empty
+//! bucket, keyed by the bucket's number (u64). A table of n entries has about
+//! n / [`ROW_TARGET`] buckets, each covering an equal share of the key space (the top 64
+//! bits of the key, scaled), so bucket numbers follow key order and a row holds about
+//! [`ROW_TARGET`] entries, sorted. A lookup is one redb `get` of the key's bucket and a
+//! binary search in its row; a merge copies entries into rows instead of inserting them
+//! one by one into a B-tree (index version 3, see `docs/format.md`).
 
 use super::{cursor_err, Entry, IndexKey, KEY_LEN, LOCATION_LEN};
 use crate::error::{Error, Result};
@@ -11,32 +14,42 @@ use std::ops::Bound;
 
 /// Bytes of one entry in a row: the key, then the encoded location.
 pub const ENTRY_LEN: usize = KEY_LEN + LOCATION_LEN;
-/// Entries in a full row: the most for which a full row and its key fit one 4 KiB redb
-/// leaf page (4-byte page header, a 4-byte value end offset, 33-byte key, 4,047-byte value).
-pub const ROW_ENTRIES: usize = 71;
-const ROW_BYTES: usize = ROW_ENTRIES * ENTRY_LEN;
-// A redb leaf: a 4-byte header, one u32 value end offset, the fixed-width key, the value.
-const _: () = assert!(4 + 4 + KEY_LEN + ROW_BYTES <= 4096);
-const _: () = assert!(4 + 4 + KEY_LEN + ROW_BYTES + ENTRY_LEN > 4096);
+/// Entries per bucket on average: a row of up to 71 entries and its key fit one 4 KiB redb
+/// leaf page (4-byte page header, a 4-byte value end offset, the 8-byte key, the value);
+/// with 55 on average (Poisson spread), about 1 row in 60 is larger and takes 8 KiB.
+pub const ROW_TARGET: u64 = 55;
+const _: () = assert!(4 + 4 + 8 + 71 * ENTRY_LEN <= 4096);
 /// A GC retire rewrites at most this many rows in place; past it the table is rewritten
 /// by streaming (bounded memory whatever share of the entries goes).
 /// (Unit tests lower it so that small tables take both paths.)
 const RETAIN_IN_PLACE_ROWS: usize = if cfg!(test) { 3 } else { 4096 };
 
 /// A packed block table's definition.
-pub(super) type RowsDef<'a> = TableDefinition<'a, IndexKey, &'static [u8]>;
+pub(super) type RowsDef<'a> = TableDefinition<'a, u64, &'static [u8]>;
 /// A packed block table opened for writing.
-pub(super) type RowsTable<'txn> = Table<'txn, IndexKey, &'static [u8]>;
+pub(super) type RowsTable<'txn> = Table<'txn, u64, &'static [u8]>;
 
 /// The definition of the packed block table `name`.
 pub(super) fn rows_def(name: &str) -> RowsDef<'_> {
     TableDefinition::new(name)
 }
 
-/// Entries in `row`; fails unless it holds 1..=[`ROW_ENTRIES`] whole entries.
+/// Buckets for a table of `n` entries.
+pub(super) fn buckets_for(n: u64) -> u64 {
+    (n / ROW_TARGET).max(1)
+}
+
+/// The bucket of `key` among `buckets`: non-decreasing in key order.
+pub(super) fn bucket(key: &IndexKey, buckets: u64) -> u64 {
+    let mut top = [0u8; 8];
+    top.copy_from_slice(&key[..8]);
+    ((u128::from(u64::from_be_bytes(top)) * u128::from(buckets)) >> 64) as u64
+}
+
+/// Entries in `row`; fails unless it holds one or more whole entries.
 fn row_len(row: &[u8]) -> Result<usize> {
     let n = row.len() / ENTRY_LEN;
-    if !row.len().is_multiple_of(ENTRY_LEN) || n == 0 || n > ROW_ENTRIES {
+    if !row.len().is_multiple_of(ENTRY_LEN) || n == 0 {
         return Err(Error::Index(format!(
             "corrupt index row of {} bytes",
             row.len()
@@ -72,22 +85,22 @@ fn position(row: &[u8], key: &IndexKey) -> Result<std::result::Result<usize, usi
     Ok(Err(lo))
 }
 
-/// The encoded location of `key` in the table `t`.
-pub(super) fn get<T: ReadableTable<IndexKey, &'static [u8]>>(
+/// The encoded location of `key` in the table `t` of `buckets` buckets.
+pub(super) fn get<T: ReadableTable<u64, &'static [u8]>>(
     t: &T,
+    buckets: u64,
     key: &IndexKey,
 ) -> Result<Option<[u8; LOCATION_LEN]>> {
-    let Some(item) = t.range::<IndexKey>(..=*key)?.next_back() else {
+    let Some(row) = t.get(bucket(key, buckets))? else {
         return Ok(None);
     };
-    let (_, row) = item?;
     let row = row.value();
     Ok(position(row, key)?.ok().map(|i| entry_at(row, i).1))
 }
 
 /// The entries of a table in key order, from a start key on.
 pub(super) struct Entries<'a> {
-    rows: redb::Range<'a, IndexKey, &'static [u8]>,
+    rows: redb::Range<'a, u64, &'static [u8]>,
     row: Vec<u8>,
     next: usize,
     /// Entries before this key (in the first row) are skipped.
@@ -124,58 +137,51 @@ impl Iterator for Entries<'_> {
     }
 }
 
-/// The entries of `t` in key order, from `start` (inclusive) or from the first.
-pub(super) fn entries<'a, T: ReadableTable<IndexKey, &'static [u8]>>(
+/// The entries of `t` (of `buckets` buckets) in key order, from `start` (inclusive) or
+/// from the first.
+pub(super) fn entries<'a, T: ReadableTable<u64, &'static [u8]>>(
     t: &'a T,
+    buckets: u64,
     start: Option<&IndexKey>,
 ) -> Result<Entries<'a>> {
-    let rows = match start {
-        None => t.range::<IndexKey>(..)?,
-        Some(s) => {
-            // The row holding `s` (if any) starts at or before it.
-            let from = match t.range::<IndexKey>(..=*s)?.next_back() {
-                Some(item) => item?.0.value(),
-                None => *s,
-            };
-            t.range::<IndexKey>(from..)?
-        }
-    };
+    let from = start.map_or(0, |s| bucket(s, buckets));
     Ok(Entries {
-        rows,
-        row: Vec::with_capacity(ROW_BYTES),
+        rows: t.range::<u64>(from..)?,
+        row: Vec::new(),
         next: 0,
         start: start.copied(),
     })
 }
 
-/// Writes sorted entries (strictly increasing keys) into the new, empty table `name` as
-/// full rows appended through a cursor; returns how many were written.
+/// Writes sorted entries (strictly increasing keys) into the new, empty table `name` of
+/// `buckets` buckets, one row per non-empty bucket appended through a cursor; returns how
+/// many were written.
 pub(super) fn write_sorted(
     txn: &WriteTransaction,
     name: &str,
+    buckets: u64,
     entries: impl Iterator<Item = Result<Entry>>,
 ) -> Result<u64> {
     let mut t = txn.open_table(rows_def(name))?;
-    let mut cur = t.upper_bound_mut(Bound::<IndexKey>::Unbounded)?;
-    let mut row = Vec::with_capacity(ROW_BYTES);
-    let mut first = [0u8; KEY_LEN];
+    let mut cur = t.upper_bound_mut(Bound::<u64>::Unbounded)?;
+    let mut row = Vec::with_capacity(2 * ROW_TARGET as usize * ENTRY_LEN);
+    let mut row_bucket = 0;
     let mut n = 0u64;
     for e in entries {
         let (k, v) = e?;
-        if row.is_empty() {
-            first = k;
-        }
-        row.extend_from_slice(&k);
-        row.extend_from_slice(&v);
-        n += 1;
-        if row.len() == ROW_BYTES {
-            cur.insert_before(first, row.as_slice())
+        let b = bucket(&k, buckets);
+        if b != row_bucket && !row.is_empty() {
+            cur.insert_before(row_bucket, row.as_slice())
                 .map_err(cursor_err)?;
             row.clear();
         }
+        row_bucket = b;
+        row.extend_from_slice(&k);
+        row.extend_from_slice(&v);
+        n += 1;
     }
     if !row.is_empty() {
-        cur.insert_before(first, row.as_slice())
+        cur.insert_before(row_bucket, row.as_slice())
             .map_err(cursor_err)?;
     }
     cur.close()?;
@@ -185,7 +191,7 @@ pub(super) fn write_sorted(
 /// One entry found for update: change its location with [`Found::set`], then
 /// [`Found::store`] its row.
 pub(super) struct Found {
-    first: IndexKey,
+    bucket: u64,
     row: Vec<u8>,
     at: usize,
 }
@@ -204,42 +210,44 @@ impl Found {
 
     /// Writes the row back.
     pub(super) fn store(self, t: &mut RowsTable<'_>) -> Result<()> {
-        t.insert(self.first, self.row.as_slice())?;
+        t.insert(self.bucket, self.row.as_slice())?;
         Ok(())
     }
 }
 
-/// The row holding `key` in `t`, for an update.
-pub(super) fn find(t: &RowsTable<'_>, key: &IndexKey) -> Result<Option<Found>> {
-    let Some(item) = t.range::<IndexKey>(..=*key)?.next_back() else {
+/// The row holding `key` in `t` (of `buckets` buckets), for an update.
+pub(super) fn find(t: &RowsTable<'_>, buckets: u64, key: &IndexKey) -> Result<Option<Found>> {
+    let bucket = bucket(key, buckets);
+    let Some(row) = t.get(bucket)? else {
         return Ok(None);
     };
-    let (first, row) = item?;
     let row = row.value();
     Ok(position(row, key)?.ok().map(|at| Found {
-        first: first.value(),
+        bucket,
         row: row.to_vec(),
         at,
     }))
 }
 
-/// Removes from the table `name` every entry whose location `gone` says is gone, calling
-/// `removed` once for each; returns the entries left. `tmp` names a scratch table for
-/// when so many rows change that the table is rewritten instead of edited in place.
+/// Removes from the table `name` (of `buckets` buckets) every entry whose location
+/// `gone` says is gone, calling `removed` once for each; returns the entries left and the
+/// table's buckets. `tmp` names a scratch table for when so many rows change that the
+/// table is rewritten (with buckets for what is left) instead of edited in place.
 pub(super) fn retain(
     txn: &WriteTransaction,
     name: &str,
     tmp: &str,
+    buckets: u64,
     gone: impl Fn(&[u8; LOCATION_LEN]) -> bool,
     mut removed: impl FnMut(&[u8; LOCATION_LEN]),
-) -> Result<u64> {
+) -> Result<(u64, u64)> {
     let mut kept = 0u64;
-    let mut changed: Vec<(IndexKey, Vec<u8>)> = Vec::new();
+    let mut changed: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut overflow = false;
     {
         let t = txn.open_table(rows_def(name))?;
-        for item in t.range::<IndexKey>(..)? {
-            let (first, row) = item?;
+        for item in t.range::<u64>(..)? {
+            let (b, row) = item?;
             let row = row.value();
             let n = row_len(row)?;
             let goes = (0..n).filter(|&i| gone(&entry_at(row, i).1)).count();
@@ -249,28 +257,29 @@ pub(super) fn retain(
                 if overflow {
                     changed = Vec::new();
                 } else {
-                    changed.push((first.value(), row.to_vec()));
+                    changed.push((b.value(), row.to_vec()));
                 }
             }
         }
     }
     if overflow {
+        let new_buckets = buckets_for(kept);
         let t = txn.open_table(rows_def(name))?;
-        let left = entries(&t, None)?.filter(|e| match e {
+        let left = entries(&t, buckets, None)?.filter(|e| match e {
             Ok((_, v)) if gone(v) => {
                 removed(v);
                 false
             }
             _ => true,
         });
-        write_sorted(txn, tmp, left)?;
+        write_sorted(txn, tmp, new_buckets, left)?;
         drop(t);
         txn.delete_table(rows_def(name))?;
         txn.rename_table(rows_def(tmp), rows_def(name))?;
-        return Ok(kept);
+        return Ok((kept, new_buckets));
     }
     let mut t = txn.open_table(rows_def(name))?;
-    for (first, row) in changed {
+    for (b, row) in changed {
         let mut left = Vec::with_capacity(row.len());
         for i in 0..row.len() / ENTRY_LEN {
             let (k, v) = entry_at(&row, i);
@@ -281,15 +290,13 @@ pub(super) fn retain(
                 left.extend_from_slice(&v);
             }
         }
-        t.remove(first)?;
-        if !left.is_empty() {
-            // The new first key still sorts between the neighbouring rows' first keys.
-            let mut k = [0u8; KEY_LEN];
-            k.copy_from_slice(&left[..KEY_LEN]);
-            t.insert(k, left.as_slice())?;
+        if left.is_empty() {
+            t.remove(b)?;
+        } else {
+            t.insert(b, left.as_slice())?;
         }
     }
-    Ok(kept)
+    Ok((kept, buckets))
 }
 
 #[cfg(test)]
@@ -308,15 +315,34 @@ mod tests {
 
     #[test]
     fn malformed_rows_are_errors() {
-        for len in [0, 1, ENTRY_LEN - 1, ENTRY_LEN + 1, ROW_BYTES + ENTRY_LEN] {
+        for len in [0, 1, ENTRY_LEN - 1, ENTRY_LEN + 1, 3 * ENTRY_LEN - 2] {
             assert!(position(&vec![0u8; len], &[0; KEY_LEN]).is_err(), "{len}");
         }
     }
 
     proptest! {
         #[test]
+        fn buckets_follow_key_order_and_stay_in_range(
+            a in proptest::array::uniform32(any::<u8>()),
+            b in proptest::array::uniform32(any::<u8>()),
+            n in 0u64..(1 << 40),
+        ) {
+            let key = |d: [u8; 32]| {
+                let mut k = [0u8; KEY_LEN];
+                k[..32].copy_from_slice(&d);
+                k
+            };
+            let (lo, hi) = if key(a) <= key(b) { (key(a), key(b)) } else { (key(b), key(a)) };
+            let buckets = buckets_for(n);
+            prop_assert!(bucket(&lo, buckets) <= bucket(&hi, buckets));
+            prop_assert!(bucket(&hi, buckets) < buckets);
+            prop_assert_eq!(bucket(&[0xff; KEY_LEN], buckets), buckets - 1);
+            prop_assert_eq!(bucket(&[0; KEY_LEN], buckets), 0);
+        }
+
+        #[test]
         fn position_agrees_with_a_linear_scan(
-            mut keys in proptest::collection::btree_set(1u8..255, 1..ROW_ENTRIES),
+            mut keys in proptest::collection::btree_set(1u8..255, 1..100),
             probe in any::<u8>(),
         ) {
             let keys: Vec<u8> = std::mem::take(&mut keys).into_iter().collect();
