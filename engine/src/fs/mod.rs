@@ -631,6 +631,16 @@ impl Fs {
         Ok(Self::new_handle(&mut st, ino))
     }
 
+    /// The size of file `ino` in bytes (0 for other kinds). Cheaper than
+    /// [`Fs::getattr`]: nothing is read from the store.
+    pub fn size(&self, ino: Ino) -> FsResult<u64> {
+        let st = self.state.lock();
+        Ok(match &st.node(ino)?.body {
+            Body::File(f) => f.size(),
+            _ => 0,
+        })
+    }
+
     fn new_handle(st: &mut State, ino: Ino) -> u64 {
         let fh = st.next_fh;
         st.next_fh += 1;
