@@ -95,6 +95,28 @@ fn attr(a: &Attr) -> FileAttr {
     }
 }
 
+/// What a `readdirplus` reply says about `.` and `..`: the kernel skips those
+/// entries' attributes, so they are not worked out.
+fn dot_attr(ino: u64) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(ino),
+        size: 0,
+        blocks: 0,
+        atime: SystemTime::UNIX_EPOCH,
+        mtime: SystemTime::UNIX_EPOCH,
+        ctime: SystemTime::UNIX_EPOCH,
+        crtime: SystemTime::UNIX_EPOCH,
+        kind: FileType::Directory,
+        perm: 0o755,
+        nlink: 2,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 1 << 20,
+        flags: 0,
+    }
+}
+
 fn caller(req: &Request) -> Caller {
     Caller {
         uid: req.uid(),
@@ -473,19 +495,24 @@ impl Filesystem for FuseFs {
             for (e, a) in batch {
                 at += 1;
                 let name = OsStr::from_bytes(&e.name);
+                // The kernel takes a lookup reference for every entry with
+                // attributes (all but `.` and `..`); forget gives it back.
+                let counted = a.is_some();
+                let (ttl, fattr) = match a {
+                    Some(a) => (TTL, attr(&a)),
+                    None => (Duration::ZERO, dot_attr(e.ino)),
+                };
                 if reply.add(
                     INodeNo(e.ino),
                     at as u64,
                     name,
-                    &TTL,
-                    &attr(&a),
+                    &ttl,
+                    &fattr,
                     Generation(0),
                 ) {
                     return reply.ok();
                 }
-                // The kernel takes a lookup reference for every entry it was
-                // given except `.` and `..`; forget will give it back.
-                if e.name != b"." && e.name != b".." {
+                if counted {
                     if let Err(err) = self.fs.remember(e.ino) {
                         return reply.error(errno(err));
                     }

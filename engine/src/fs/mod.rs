@@ -574,31 +574,46 @@ impl Fs {
 
     /// Up to `max` entries of directory `ino` from position `offset` of the
     /// [`Fs::readdir`] listing, each with its attributes (FUSE's `readdirplus`,
-    /// which spares the kernel a lookup per entry).
+    /// which spares the kernel a lookup per entry). `.` and `..` come without:
+    /// the kernel ignores what a listing says about them, and the parent's
+    /// attributes cost a pass over all of its entries.
     pub fn readdir_plus(
         &self,
         ino: Ino,
         offset: usize,
         max: usize,
-    ) -> FsResult<Vec<(DirEntry, Attr)>> {
+    ) -> FsResult<Vec<(DirEntry, Option<Attr>)>> {
         let mut st = self.state.lock();
         let parent = st.node(ino)?.parent;
-        let mut listing: Vec<(Vec<u8>, Ino)> = vec![(b".".to_vec(), ino), (b"..".to_vec(), parent)];
-        listing.extend(
-            st.children(self.st(), ino)?
-                .iter()
-                .take(offset.saturating_add(max))
-                .map(|(k, v)| (k.clone(), *v)),
-        );
-        let mut out = Vec::with_capacity(max.min(listing.len()));
-        for (name, child) in listing.into_iter().skip(offset).take(max) {
+        let dots = [(&b"."[..], ino), (&b".."[..], parent)];
+        let mut out: Vec<(DirEntry, Option<Attr>)> = dots
+            .iter()
+            .skip(offset)
+            .take(max)
+            .map(|(name, ino)| {
+                let entry = DirEntry {
+                    ino: *ino,
+                    kind: FileKind::Dir,
+                    name: name.to_vec(),
+                };
+                (entry, None)
+            })
+            .collect();
+        let window: Vec<(Vec<u8>, Ino)> = st
+            .children(self.st(), ino)?
+            .iter()
+            .skip(offset.saturating_sub(dots.len()))
+            .take(max - out.len())
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        for (name, child) in window {
             let attr = self.attr_locked(&mut st, child)?;
             let entry = DirEntry {
                 ino: child,
                 kind: attr.kind,
                 name,
             };
-            out.push((entry, attr));
+            out.push((entry, Some(attr)));
         }
         Ok(out)
     }
