@@ -502,14 +502,7 @@ impl Filesystem for FuseFs {
                     Some(a) => (TTL, attr(&a)),
                     None => (Duration::ZERO, dot_attr(e.ino)),
                 };
-                if reply.add(
-                    INodeNo(e.ino),
-                    at as u64,
-                    name,
-                    &ttl,
-                    &fattr,
-                    Generation(0),
-                ) {
+                if reply.add(INodeNo(e.ino), at as u64, name, &ttl, &fattr, Generation(0)) {
                     return reply.ok();
                 }
                 if counted {
