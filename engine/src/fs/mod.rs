@@ -35,6 +35,7 @@ pub use file::{FileBuf, Snapshot, PAGE};
 use crate::block::BlockRef;
 use crate::blockify::BlockifyOptions;
 use crate::dir::{validate_name, Dirent, DirentKind, Meta, Owner};
+use crate::hash::HashCode;
 use crate::osmeta::NameCache;
 #[cfg(test)]
 use crate::read;
@@ -615,7 +616,48 @@ impl Fs {
             };
             out.push((entry, Some(attr)));
         }
+        let ahead = Self::blocks_listed_next(&st, out.iter().map(|(e, _)| e));
+        drop(st);
+        if !ahead.is_empty() {
+            self.readahead.hint_blocks(ahead);
+        }
         Ok(out)
+    }
+
+    /// The blocks that listing the directories among `entries` will decode: the
+    /// unloaded subdirectories in them (loaded to count their entries) and their
+    /// files' indirect blocks (read for `st_blocks`). Working out these
+    /// directories' attributes loaded them, so their entries are known; a
+    /// recursive listing (`ls -lR`, `find`) comes to them next.
+    fn blocks_listed_next<'a>(
+        st: &State,
+        entries: impl Iterator<Item = &'a DirEntry>,
+    ) -> Vec<HashCode> {
+        let mut out = Vec::new();
+        for e in entries.filter(|e| e.kind == FileKind::Dir && e.name != b"." && e.name != b"..") {
+            let Some(Body::Dir(DirNode {
+                children: Some(kids),
+                ..
+            })) = st.nodes.get(&e.ino).map(|n| &n.body)
+            else {
+                continue;
+            };
+            for kid in kids.values().filter_map(|k| st.nodes.get(k)) {
+                let hash = match &kid.body {
+                    Body::Dir(d) if d.children.is_none() => match &d.block {
+                        BlockRef::Hash { hash, .. } | BlockRef::Indirect { hash, .. } => hash,
+                        _ => continue,
+                    },
+                    Body::File(f) if !f.holes_known() => match f.base() {
+                        BlockRef::Indirect { hash, .. } => hash,
+                        _ => continue,
+                    },
+                    _ => continue,
+                };
+                out.push(*hash);
+            }
+        }
+        out
     }
 
     /// Opens file `ino`; `write` when opened for writing, `truncate` for `O_TRUNC`.
