@@ -19,6 +19,15 @@ use vt_engine::fs::{Attr, Caller, FileKind, Fs, FsError, RenameMode, SetAttr, Xa
 /// for the revisions directory and the like.
 const TTL: Duration = Duration::from_secs(1);
 
+/// Files at least this large, opened read-only, are read with direct I/O: the
+/// kernel passes each `read` straight to the mount and the data lands in the
+/// reader's buffer, instead of the mount copying it into freshly allocated page
+/// cache pages and the reader copying it out again. For a large file read once
+/// (the usual case) those copies cost more than serving the bytes; a re-read
+/// still finds the blocks in the mount's cache and the store's files in the page
+/// cache. Smaller files stay in the page cache, kept across opens.
+const DIRECT_READ_MIN: u64 = 64 << 20;
+
 /// What `fsyncdir` runs to make the tree's names durable: record a revision.
 pub type SyncHook = Arc<dyn Fn() -> anyhow::Result<()> + Send + Sync>;
 
@@ -26,12 +35,19 @@ pub type SyncHook = Arc<dyn Fn() -> anyhow::Result<()> + Send + Sync>;
 pub struct FuseFs {
     fs: Arc<Fs>,
     on_fsyncdir: Option<SyncHook>,
+    /// The kernel lets files opened with direct I/O be mapped shared too
+    /// (`FUSE_DIRECT_IO_ALLOW_MMAP`, Linux 6.6); without it, reads stay cached.
+    direct_reads: bool,
 }
 
 impl FuseFs {
     /// Serves `fs`; `on_fsyncdir` (if any) records the tree when a directory is fsynced.
     pub fn new(fs: Arc<Fs>, on_fsyncdir: Option<SyncHook>) -> Self {
-        FuseFs { fs, on_fsyncdir }
+        FuseFs {
+            fs,
+            on_fsyncdir,
+            direct_reads: false,
+        }
     }
 }
 
@@ -79,6 +95,28 @@ fn attr(a: &Attr) -> FileAttr {
     }
 }
 
+/// What a `readdirplus` reply says about `.` and `..`: the kernel skips those
+/// entries' attributes, so they are not worked out.
+fn dot_attr(ino: u64) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(ino),
+        size: 0,
+        blocks: 0,
+        atime: SystemTime::UNIX_EPOCH,
+        mtime: SystemTime::UNIX_EPOCH,
+        ctime: SystemTime::UNIX_EPOCH,
+        crtime: SystemTime::UNIX_EPOCH,
+        kind: FileType::Directory,
+        perm: 0o755,
+        nlink: 2,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 1 << 20,
+        flags: 0,
+    }
+}
+
 fn caller(req: &Request) -> Caller {
     Caller {
         uid: req.uid(),
@@ -116,6 +154,21 @@ fn xattr_reply(reply: ReplyXattr, size: u32, data: Result<Vec<u8>, FsError>) {
     }
 }
 
+impl FuseFs {
+    /// How the kernel should cache an opened file. Every change to a file goes
+    /// through this mount and the kernel updates its cached pages as it passes a
+    /// write on, so cached pages stay valid across opens (`FOPEN_KEEP_CACHE`).
+    /// Large files opened read-only skip the cache (see [`DIRECT_READ_MIN`]).
+    fn open_flags(&self, ino: INodeNo, write: bool) -> FopenFlags {
+        let large = || self.fs.size(ino.0).is_ok_and(|s| s >= DIRECT_READ_MIN);
+        if self.direct_reads && !write && large() {
+            FopenFlags::FOPEN_DIRECT_IO
+        } else {
+            FopenFlags::FOPEN_KEEP_CACHE
+        }
+    }
+}
+
 impl Filesystem for FuseFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // Larger requests mean fewer round trips; the kernel caps what it can't do.
@@ -128,6 +181,9 @@ impl Filesystem for FuseFs {
         let _ = config.add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
         // More read-ahead requests in flight for the worker threads to serve.
         let _ = config.set_max_background(64);
+        self.direct_reads = config
+            .add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP)
+            .is_ok();
         Ok(())
     }
 
@@ -292,7 +348,7 @@ impl Filesystem for FuseFs {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
         let trunc = flags.0 & libc::O_TRUNC != 0;
         match self.fs.open(ino.0, write, trunc) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(fh) => reply.opened(FileHandle(fh), self.open_flags(ino, write)),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -439,19 +495,17 @@ impl Filesystem for FuseFs {
             for (e, a) in batch {
                 at += 1;
                 let name = OsStr::from_bytes(&e.name);
-                if reply.add(
-                    INodeNo(e.ino),
-                    at as u64,
-                    name,
-                    &TTL,
-                    &attr(&a),
-                    Generation(0),
-                ) {
+                // The kernel takes a lookup reference for every entry with
+                // attributes (all but `.` and `..`); forget gives it back.
+                let counted = a.is_some();
+                let (ttl, fattr) = match a {
+                    Some(a) => (TTL, attr(&a)),
+                    None => (Duration::ZERO, dot_attr(e.ino)),
+                };
+                if reply.add(INodeNo(e.ino), at as u64, name, &ttl, &fattr, Generation(0)) {
                     return reply.ok();
                 }
-                // The kernel takes a lookup reference for every entry it was
-                // given except `.` and `..`; forget will give it back.
-                if e.name != b"." && e.name != b".." {
+                if counted {
                     if let Err(err) = self.fs.remember(e.ino) {
                         return reply.error(errno(err));
                     }
@@ -561,7 +615,7 @@ impl Filesystem for FuseFs {
                 &attr(&a),
                 Generation(0),
                 FileHandle(fh),
-                FopenFlags::empty(),
+                FopenFlags::FOPEN_KEEP_CACHE,
             ),
             Err(e) => reply.error(errno(e)),
         }

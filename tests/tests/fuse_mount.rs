@@ -614,6 +614,52 @@ fn concurrent_writers_read_back_during_periodic_syncs() {
     m.stop();
 }
 
+/// Large files opened read-only are read with direct I/O (the kernel's page cache is
+/// skipped); reads through such a handle see writes made through another handle at
+/// once, and shared mappings of it work.
+#[test]
+fn large_files_read_directly_stay_coherent_with_writes_and_mmap() {
+    use std::os::unix::fs::FileExt;
+    let env = Env::new();
+    let m = env.mount(&[]);
+    let big = env.mnt().join("big");
+    let len = 80u64 << 20;
+    let head = pattern(7, 3 << 20);
+    fs::write(&big, &head).unwrap();
+    let w = fs::OpenOptions::new().write(true).open(&big).unwrap();
+    w.set_len(len).unwrap();
+    let r = fs::File::open(&big).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    r.read_exact_at(&mut buf, 1 << 20).unwrap();
+    assert!(buf == head[1 << 20..2 << 20], "read of the written head");
+    r.read_exact_at(&mut buf, len - (1 << 20)).unwrap();
+    assert!(buf.iter().all(|&b| b == 0), "read of the extended tail");
+    // A write through the other handle is seen by the next read.
+    w.write_all_at(b"direct", 70 << 20).unwrap();
+    let mut got = [0u8; 6];
+    r.read_exact_at(&mut got, 70 << 20).unwrap();
+    assert_eq!(&got, b"direct");
+    drop((r, w));
+    // A shared read-only mapping of a file opened read-only.
+    let script = format!(
+        "import mmap\n\
+         with open('{}', 'rb') as f:\n    \
+         m = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)\n    \
+         print(m[70 << 20:(70 << 20) + 6].decode(), len(m))",
+        big.display()
+    );
+    let out = run(Command::new("python3").arg("-c").arg(&script));
+    assert_eq!(out.trim(), format!("direct {len}"));
+    let mut want = head.clone();
+    want.resize(len as usize, 0);
+    want[70 << 20..(70 << 20) + 6].copy_from_slice(b"direct");
+    assert!(fs::read(&big).unwrap() == want, "whole file");
+    m.stop();
+    let m = env.mount(&[]);
+    assert!(fs::read(&big).unwrap() == want, "whole file after remount");
+    m.stop();
+}
+
 /// Allocated bytes as `stat` reports them (`st_blocks` × 512).
 fn allocated(p: &Path) -> u64 {
     fs::metadata(p).unwrap().blocks() * 512

@@ -270,23 +270,44 @@ impl Store for CachedStore {
     }
 }
 
+/// What the read-ahead thread fetches.
+#[derive(Debug)]
+enum Job {
+    /// `[offset, offset + len)` of a file's content.
+    Range(BlockRef, u64, u64),
+    /// Whole blocks: directories and indirect blocks a listing will want next.
+    Blocks(Vec<HashCode>),
+}
+
 /// A background thread warming the cache with ranges a sequential reader will
-/// want next. Requests are dropped when the thread is busy: read-ahead is a hint.
+/// want next, and with the blocks a recursive listing will decode next.
+/// Requests are dropped when the thread is busy: read-ahead is a hint.
 #[derive(Debug)]
 pub struct ReadAhead {
-    tx: crossbeam_channel::Sender<(BlockRef, u64, u64)>,
+    tx: crossbeam_channel::Sender<Job>,
 }
 
 impl ReadAhead {
     /// Starts the thread over `store`.
     pub fn start(store: Arc<CachedStore>) -> Self {
-        let (tx, rx) = crossbeam_channel::bounded::<(BlockRef, u64, u64)>(4);
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(4);
         let spawned = std::thread::Builder::new()
             .name("vt-readahead".into())
             .spawn(move || {
-                for (r, off, len) in rx {
-                    // Errors surface when the reader itself gets there.
-                    let _ = store.prefetch(&r, off, len);
+                // Errors surface when the reader itself gets there.
+                for job in rx {
+                    match job {
+                        Job::Range(r, off, len) => {
+                            let _ = store.prefetch(&r, off, len);
+                        }
+                        Job::Blocks(hashes) => {
+                            for h in &hashes {
+                                if store.lookup(h).is_none() {
+                                    let _ = store.get(h);
+                                }
+                            }
+                        }
+                    }
                 }
             });
         if spawned.is_err() {
@@ -299,6 +320,11 @@ impl ReadAhead {
 
     /// Asks for `[off, off + len)` of `r` to be fetched into the cache.
     pub fn hint(&self, r: &BlockRef, off: u64, len: u64) {
-        let _ = self.tx.try_send((r.clone(), off, len));
+        let _ = self.tx.try_send(Job::Range(r.clone(), off, len));
+    }
+
+    /// Asks for the blocks `hashes` to be fetched into the cache whole.
+    pub fn hint_blocks(&self, hashes: Vec<HashCode>) {
+        let _ = self.tx.try_send(Job::Blocks(hashes));
     }
 }

@@ -109,6 +109,12 @@ impl FileBuf {
         &self.base
     }
 
+    /// True when [`FileBuf::data_bytes`] needs no store reads for `base`: its
+    /// holes are known or it has no indirect blocks to look for them in.
+    pub fn holes_known(&self) -> bool {
+        self.base_holes.get().is_some() || !matches!(self.base, BlockRef::Indirect { .. })
+    }
+
     /// True when the content differs from `base`.
     pub fn is_dirty(&self) -> bool {
         !self.pages.is_empty() || self.size != self.base.span() || self.base_len != self.size

@@ -35,6 +35,7 @@ pub use file::{FileBuf, Snapshot, PAGE};
 use crate::block::BlockRef;
 use crate::blockify::BlockifyOptions;
 use crate::dir::{validate_name, Dirent, DirentKind, Meta, Owner};
+use crate::hash::HashCode;
 use crate::osmeta::NameCache;
 #[cfg(test)]
 use crate::read;
@@ -574,33 +575,89 @@ impl Fs {
 
     /// Up to `max` entries of directory `ino` from position `offset` of the
     /// [`Fs::readdir`] listing, each with its attributes (FUSE's `readdirplus`,
-    /// which spares the kernel a lookup per entry).
+    /// which spares the kernel a lookup per entry). `.` and `..` come without:
+    /// the kernel ignores what a listing says about them, and the parent's
+    /// attributes cost a pass over all of its entries.
     pub fn readdir_plus(
         &self,
         ino: Ino,
         offset: usize,
         max: usize,
-    ) -> FsResult<Vec<(DirEntry, Attr)>> {
+    ) -> FsResult<Vec<(DirEntry, Option<Attr>)>> {
         let mut st = self.state.lock();
         let parent = st.node(ino)?.parent;
-        let mut listing: Vec<(Vec<u8>, Ino)> = vec![(b".".to_vec(), ino), (b"..".to_vec(), parent)];
-        listing.extend(
-            st.children(self.st(), ino)?
-                .iter()
-                .take(offset.saturating_add(max))
-                .map(|(k, v)| (k.clone(), *v)),
-        );
-        let mut out = Vec::with_capacity(max.min(listing.len()));
-        for (name, child) in listing.into_iter().skip(offset).take(max) {
+        let dots = [(&b"."[..], ino), (&b".."[..], parent)];
+        let mut out: Vec<(DirEntry, Option<Attr>)> = dots
+            .iter()
+            .skip(offset)
+            .take(max)
+            .map(|(name, ino)| {
+                let entry = DirEntry {
+                    ino: *ino,
+                    kind: FileKind::Dir,
+                    name: name.to_vec(),
+                };
+                (entry, None)
+            })
+            .collect();
+        let window: Vec<(Vec<u8>, Ino)> = st
+            .children(self.st(), ino)?
+            .iter()
+            .skip(offset.saturating_sub(dots.len()))
+            .take(max - out.len())
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        for (name, child) in window {
             let attr = self.attr_locked(&mut st, child)?;
             let entry = DirEntry {
                 ino: child,
                 kind: attr.kind,
                 name,
             };
-            out.push((entry, attr));
+            out.push((entry, Some(attr)));
+        }
+        let ahead = Self::blocks_listed_next(&st, out.iter().map(|(e, _)| e));
+        drop(st);
+        if !ahead.is_empty() {
+            self.readahead.hint_blocks(ahead);
         }
         Ok(out)
+    }
+
+    /// The blocks that listing the directories among `entries` will decode: the
+    /// unloaded subdirectories in them (loaded to count their entries) and their
+    /// files' indirect blocks (read for `st_blocks`). Working out these
+    /// directories' attributes loaded them, so their entries are known; a
+    /// recursive listing (`ls -lR`, `find`) comes to them next.
+    fn blocks_listed_next<'a>(
+        st: &State,
+        entries: impl Iterator<Item = &'a DirEntry>,
+    ) -> Vec<HashCode> {
+        let mut out = Vec::new();
+        for e in entries.filter(|e| e.kind == FileKind::Dir && e.name != b"." && e.name != b"..") {
+            let Some(Body::Dir(DirNode {
+                children: Some(kids),
+                ..
+            })) = st.nodes.get(&e.ino).map(|n| &n.body)
+            else {
+                continue;
+            };
+            for kid in kids.values().filter_map(|k| st.nodes.get(k)) {
+                let hash = match &kid.body {
+                    Body::Dir(d) if d.children.is_none() => match &d.block {
+                        BlockRef::Hash { hash, .. } | BlockRef::Indirect { hash, .. } => hash,
+                        _ => continue,
+                    },
+                    Body::File(f) if !f.holes_known() => match f.base() {
+                        BlockRef::Indirect { hash, .. } => hash,
+                        _ => continue,
+                    },
+                    _ => continue,
+                };
+                out.push(*hash);
+            }
+        }
+        out
     }
 
     /// Opens file `ino`; `write` when opened for writing, `truncate` for `O_TRUNC`.
@@ -629,6 +686,16 @@ impl Fs {
             st.changed = true;
         }
         Ok(Self::new_handle(&mut st, ino))
+    }
+
+    /// The size of file `ino` in bytes (0 for other kinds). Cheaper than
+    /// [`Fs::getattr`]: nothing is read from the store.
+    pub fn size(&self, ino: Ino) -> FsResult<u64> {
+        let st = self.state.lock();
+        Ok(match &st.node(ino)?.body {
+            Body::File(f) => f.size(),
+            _ => 0,
+        })
     }
 
     fn new_handle(st: &mut State, ino: Ino) -> u64 {
