@@ -50,6 +50,7 @@ const LEGACY_MAIN: &str = "blocks";
 const LEGACY_RUN_PREFIX: &str = "blocks.run.";
 /// Entries and buckets per block table.
 const COUNTS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("block_counts");
+type CountsTable = ReadOnlyTable<&'static str, (u64, u64)>;
 /// Runs are merged into the main table when they hold 1/`MAIN_MERGE_DIVISOR` of its entries.
 pub const MAIN_MERGE_DIVISOR: u64 = 4;
 /// How long a read-only follower reuses a read snapshot of the writer's index.
@@ -575,7 +576,7 @@ impl Index {
             return Ok(None);
         }
         let txn = self.begin_read()?;
-        let main = Self::shape_in(&txn, MAIN)?.0;
+        let main = Self::shape_in(&Self::counts_in(&txn)?, MAIN)?.0;
         let saved_len = self.meta(META_FILTER_MAIN_LEN)?;
         if saved_len.as_deref() != Some(&main.to_le_bytes()[..]) {
             return Ok(None);
@@ -623,10 +624,11 @@ impl Index {
                 tables.push(BlockTable::Legacy(t));
             }
         }
+        let counts = Self::counts_in(&txn)?;
         let main = std::iter::once(MAIN.to_string()).filter(|m| names.contains(m));
         for name in main.chain(run_names(names.iter().cloned(), RUN_PREFIX)) {
             if let Some(t) = missing_ok(txn.open_table(rows::rows_def(&name)))? {
-                tables.push(BlockTable::Rows(t, Self::shape_in(&txn, &name)?.1));
+                tables.push(BlockTable::Rows(t, Self::shape_in(&counts, &name)?.1));
             }
         }
         Ok(Snapshot { tables })
@@ -759,7 +761,8 @@ impl Index {
                 runs: runs.iter().map(|n| len(n)).collect::<Result<_>>()?,
             });
         }
-        let len = |n: &str| -> Result<u64> { Ok(Self::shape_in(&txn, n)?.0) };
+        let counts = Self::counts_in(&txn)?;
+        let len = |n: &str| -> Result<u64> { Ok(Self::shape_in(&counts, n)?.0) };
         Ok(Layout {
             main: len(MAIN)?,
             runs: run_names(names.into_iter(), RUN_PREFIX)
@@ -875,9 +878,14 @@ impl Index {
             .map_or((0, 1), |g| g.value()))
     }
 
-    /// Entries and buckets of the block table `name`, in a read transaction.
-    fn shape_in(txn: &redb::ReadTransaction, name: &str) -> Result<(u64, u64)> {
-        Ok(match missing_ok(txn.open_table(COUNTS))? {
+    /// The `block_counts` table of a read transaction (absent before the first run).
+    fn counts_in(txn: &redb::ReadTransaction) -> Result<Option<CountsTable>> {
+        missing_ok(txn.open_table(COUNTS))
+    }
+
+    /// Entries and buckets of the block table `name`, from [`Index::counts_in`].
+    fn shape_in(counts: &Option<CountsTable>, name: &str) -> Result<(u64, u64)> {
+        Ok(match counts {
             Some(c) => c.get(name)?.map_or((0, 1), |g| g.value()),
             None => (0, 1),
         })
@@ -1395,6 +1403,18 @@ mod tests {
         );
     }
 
+    /// A writable index in the file `path`, with a 1 MiB cache.
+    pub(super) fn open_file(path: &std::path::Path, mode: crate::io::OpenMode) -> Index {
+        use crate::io::{Fs, OsFs};
+        let file = OsFs.open(path, mode).unwrap();
+        Index::open_writable(
+            IndexBackend::Io(file),
+            ConcurrencyMode::ExclusiveWriter,
+            1 << 20,
+        )
+        .unwrap()
+    }
+
     fn loc_n(i: u32) -> Location {
         Location {
             segment: SegmentId(i % 7),
@@ -1514,18 +1534,10 @@ mod tests {
 
     #[test]
     fn reopen_restores_the_saved_filter_and_adds_the_runs() {
-        use crate::io::{Fs, OpenMode, OsFs};
+        use crate::io::OpenMode;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.redb");
-        let open = |mode| {
-            let file = OsFs.open(&path, mode).unwrap();
-            Index::open_writable(
-                IndexBackend::Io(file),
-                ConcurrencyMode::ExclusiveWriter,
-                1 << 20,
-            )
-            .unwrap()
-        };
+        let open = |mode| open_file(&path, mode);
         let idx = open(OpenMode::CreateNew);
         let n = fill(&idx, &[300, 10, 10]);
         let layout = idx.layout().unwrap();
@@ -1548,18 +1560,10 @@ mod tests {
 
     #[test]
     fn small_main_tables_save_no_filter() {
-        use crate::io::{Fs, OpenMode, OsFs};
+        use crate::io::OpenMode;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.redb");
-        let open = |mode| {
-            let file = OsFs.open(&path, mode).unwrap();
-            Index::open_writable(
-                IndexBackend::Io(file),
-                ConcurrencyMode::ExclusiveWriter,
-                1 << 20,
-            )
-            .unwrap()
-        };
+        let open = |mode| open_file(&path, mode);
         let idx = open(OpenMode::CreateNew);
         let n = fill(&idx, &[(FILTER_SAVE_MIN_KEYS - 1) as u32]);
         assert_eq!(idx.layout().unwrap().main, u64::from(n));
@@ -1692,13 +1696,7 @@ mod tests {
             }
         );
         drop(ro);
-        let file = OsFs.open(&path, OpenMode::Write).unwrap();
-        let idx = Index::open_writable(
-            IndexBackend::Io(file),
-            ConcurrencyMode::ExclusiveWriter,
-            1 << 20,
-        )
-        .unwrap();
+        let idx = open_file(&path, OpenMode::Write);
         check(&idx);
         assert_eq!(
             idx.layout().unwrap(),
@@ -1968,22 +1966,15 @@ impl Index {
 
 #[cfg(test)]
 mod size_tests {
+    use super::tests::open_file;
     use super::*;
-    use crate::io::{Fs, OpenMode, OsFs};
+    use crate::io::OpenMode;
 
     #[test]
     fn a_mostly_free_index_file_is_compacted_and_keeps_every_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.redb");
-        let open = |mode| {
-            let file = OsFs.open(&path, mode).unwrap();
-            Index::open_writable(
-                IndexBackend::Io(file),
-                ConcurrencyMode::ExclusiveWriter,
-                1 << 20,
-            )
-            .unwrap()
-        };
+        let open = |mode| open_file(&path, mode);
         let key = |i: u32| key_of(&HashAlg::Blake3.hash(&i.to_le_bytes()));
         let loc = |i: u32| Location {
             segment: SegmentId(1),
