@@ -345,42 +345,53 @@ pub(crate) fn decode_dir(store: &dyn Store, block: &BlockRef) -> Result<DecodedD
 const WALK_DIRS: usize = 4096;
 
 /// Walks the trees under the directory blocks `roots` in the order a recursive
-/// listing visits them (depth first, by name), decoding each directory into
-/// `dirs` and fetching its files' indirect blocks (read for `st_blocks`) into
-/// `store`. Directories walked before (`seen`) are skipped with their subtrees.
+/// listing needs them: listing a directory loads all of its subdirectories (to
+/// count their entries), and the listing goes on depth first by name. So the
+/// walk decodes `roots`, then the subdirectories of the first of them, then
+/// theirs, and so on, each directory's subdirectories together. Each decoded
+/// directory goes into `dirs`, and its files' indirect blocks (read for
+/// `st_blocks`) into `store`. Directories walked before (`seen`) are skipped
+/// with their subtrees.
 fn walk_dirs(
     store: &CachedStore,
     dirs: &DirCache,
     roots: Vec<BlockRef>,
     seen: &mut HashSet<BlockRef>,
 ) {
-    let mut stack: Vec<BlockRef> = roots.into_iter().rev().collect();
+    // Groups of sibling directories still to decode, the next on top.
+    let mut stack: Vec<Vec<BlockRef>> = vec![roots];
     let mut walked = 0;
-    while let Some(block) = stack.pop() {
-        if walked >= WALK_DIRS {
-            return;
-        }
-        if seen.contains(&block) {
-            continue;
-        }
-        walked += 1;
-        // Errors surface when the filesystem itself loads the directory.
-        let Ok(d) = decode_dir(store, &block) else {
-            continue;
-        };
-        let mut subdirs = Vec::new();
-        for e in &d.entries {
-            match (e.kind, &e.block) {
-                (DirentKind::Dir, Some(b)) => subdirs.push(b.clone()),
-                (DirentKind::File, Some(BlockRef::Indirect { hash, .. })) => store.fetch(hash),
-                _ => {}
+    while let Some(group) = stack.pop() {
+        let mut below = Vec::new();
+        for block in group {
+            if walked >= WALK_DIRS {
+                return;
+            }
+            if seen.contains(&block) {
+                continue;
+            }
+            walked += 1;
+            // Errors surface when the filesystem itself loads the directory.
+            let Ok(d) = decode_dir(store, &block) else {
+                continue;
+            };
+            let mut subdirs = Vec::new();
+            for e in &d.entries {
+                match (e.kind, &e.block) {
+                    (DirentKind::Dir, Some(b)) => subdirs.push(b.clone()),
+                    (DirentKind::File, Some(BlockRef::Indirect { hash, .. })) => store.fetch(hash),
+                    _ => {}
+                }
+            }
+            if !dirs.contains(&block) {
+                dirs.put(block.clone(), d);
+            }
+            seen.insert(block);
+            if !subdirs.is_empty() {
+                below.push(subdirs);
             }
         }
-        if !dirs.contains(&block) {
-            dirs.put(block.clone(), d);
-        }
-        seen.insert(block);
-        stack.extend(subdirs.into_iter().rev());
+        stack.extend(below.into_iter().rev());
     }
 }
 
@@ -507,7 +518,9 @@ mod tests {
             "the big file's indirect block is fetched"
         );
         for block in &dirs_in_order {
-            let got = dirs.take(block).unwrap_or_else(|| panic!("{block} decoded ahead"));
+            let got = dirs
+                .take(block)
+                .unwrap_or_else(|| panic!("{block} decoded ahead"));
             let want = decode_dir(store.as_ref(), block).unwrap();
             assert_eq!(got.entries, want.entries);
             assert_eq!(got.digest, want.digest);
