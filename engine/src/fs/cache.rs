@@ -3,12 +3,13 @@
 //! returns. Sequential readers get the following leaves fetched ahead.
 
 use crate::block::BlockRef;
+use crate::dir::{self, Dirent, DirentKind};
 use crate::error::{Error, Result};
 use crate::hash::{HashAlg, HashCode};
 use crate::read::{self, MAX_TREE_DEPTH};
 use crate::store::Store;
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// An indirect block, decoded: its children and where each ends.
@@ -107,6 +108,14 @@ impl CachedStore {
                     }
                 }
             }
+        }
+    }
+
+    /// Fetches block `hash` into the cache unless it is there (a hint: errors
+    /// surface when the block is read).
+    fn fetch(&self, hash: &HashCode) {
+        if self.lookup(hash).is_none() {
+            let _ = self.get(hash);
         }
     }
 
@@ -270,17 +279,134 @@ impl Store for CachedStore {
     }
 }
 
+/// Directories decoded ahead of use, by their content reference: a recursive
+/// listing finds each directory's entries already read and decoded (on the
+/// read-ahead thread, outside the filesystem's lock) when it gets there.
+/// Bounded: when full, everything held is dropped (the contents are a hint).
+#[derive(Debug, Default)]
+pub(crate) struct DirCache {
+    inner: Mutex<DirCacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct DirCacheInner {
+    dirs: HashMap<BlockRef, DecodedDir>,
+    entries: usize,
+}
+
+/// A directory block's entries and the BLAKE3 digest of its encoding.
+#[derive(Debug)]
+pub(crate) struct DecodedDir {
+    pub entries: Vec<Dirent>,
+    pub digest: [u8; 32],
+}
+
+/// At most this many decoded entries wait in a [`DirCache`].
+const DIR_CACHE_ENTRIES: usize = 1 << 16;
+
+impl DirCache {
+    /// The decoded entries of `block`, if they were decoded ahead; they are
+    /// handed over (removed), since a loaded directory is not decoded again.
+    pub fn take(&self, block: &BlockRef) -> Option<DecodedDir> {
+        let mut g = self.inner.lock();
+        let d = g.dirs.remove(block)?;
+        g.entries -= d.entries.len();
+        Some(d)
+    }
+
+    fn contains(&self, block: &BlockRef) -> bool {
+        self.inner.lock().dirs.contains_key(block)
+    }
+
+    fn put(&self, block: BlockRef, d: DecodedDir) {
+        let mut g = self.inner.lock();
+        if g.entries + d.entries.len() > DIR_CACHE_ENTRIES {
+            g.dirs.clear();
+            g.entries = 0;
+        }
+        g.entries += d.entries.len();
+        if let Some(old) = g.dirs.insert(block, d) {
+            g.entries -= old.entries.len();
+        }
+    }
+}
+
+/// Reads and decodes directory `block`.
+pub(crate) fn decode_dir(store: &dyn Store, block: &BlockRef) -> Result<DecodedDir> {
+    let bytes = read::read_all(store, block)?;
+    let entries = dir::decode_entries(&bytes)?;
+    Ok(DecodedDir {
+        entries,
+        digest: *blake3::hash(&bytes).as_bytes(),
+    })
+}
+
+/// At most this many directories are decoded ahead per listing hint.
+const WALK_DIRS: usize = 4096;
+
+/// Walks the trees under the directory blocks `roots` in the order a recursive
+/// listing needs them: listing a directory loads all of its subdirectories (to
+/// count their entries), and the listing goes on depth first by name. So the
+/// walk decodes `roots`, then the subdirectories of the first of them, then
+/// theirs, and so on, each directory's subdirectories together. Each decoded
+/// directory goes into `dirs`, and its files' indirect blocks (read for
+/// `st_blocks`) into `store`. Directories walked before (`seen`) are skipped
+/// with their subtrees.
+fn walk_dirs(
+    store: &CachedStore,
+    dirs: &DirCache,
+    roots: Vec<BlockRef>,
+    seen: &mut HashSet<BlockRef>,
+) {
+    // Groups of sibling directories still to decode, the next on top.
+    let mut stack: Vec<Vec<BlockRef>> = vec![roots];
+    let mut walked = 0;
+    while let Some(group) = stack.pop() {
+        let mut below = Vec::new();
+        for block in group {
+            if walked >= WALK_DIRS {
+                return;
+            }
+            if seen.contains(&block) {
+                continue;
+            }
+            walked += 1;
+            // Errors surface when the filesystem itself loads the directory.
+            let Ok(d) = decode_dir(store, &block) else {
+                continue;
+            };
+            let mut subdirs = Vec::new();
+            for e in &d.entries {
+                match (e.kind, &e.block) {
+                    (DirentKind::Dir, Some(b)) => subdirs.push(b.clone()),
+                    (DirentKind::File, Some(BlockRef::Indirect { hash, .. })) => store.fetch(hash),
+                    _ => {}
+                }
+            }
+            if !dirs.contains(&block) {
+                dirs.put(block.clone(), d);
+            }
+            seen.insert(block);
+            if !subdirs.is_empty() {
+                below.push(subdirs);
+            }
+        }
+        stack.extend(below.into_iter().rev());
+    }
+}
+
 /// What the read-ahead thread fetches.
 #[derive(Debug)]
 enum Job {
     /// `[offset, offset + len)` of a file's content.
     Range(BlockRef, u64, u64),
-    /// Whole blocks: directories and indirect blocks a listing will want next.
-    Blocks(Vec<HashCode>),
+    /// Indirect blocks to fetch, then directories a listing will come to, with
+    /// their subtrees (see [`walk_dirs`]).
+    Dirs(Vec<BlockRef>, Vec<HashCode>),
 }
 
 /// A background thread warming the cache with ranges a sequential reader will
-/// want next, and with the blocks a recursive listing will decode next.
+/// want next, and decoding the directories a recursive listing will load next.
 /// Requests are dropped when the thread is busy: read-ahead is a hint.
 #[derive(Debug)]
 pub struct ReadAhead {
@@ -288,24 +414,24 @@ pub struct ReadAhead {
 }
 
 impl ReadAhead {
-    /// Starts the thread over `store`.
-    pub fn start(store: Arc<CachedStore>) -> Self {
+    /// Starts the thread over `store`, decoding directories ahead into `dirs`.
+    pub(crate) fn start(store: Arc<CachedStore>, dirs: Arc<DirCache>) -> Self {
         let (tx, rx) = crossbeam_channel::bounded::<Job>(4);
         let spawned = std::thread::Builder::new()
             .name("vt-readahead".into())
             .spawn(move || {
+                let mut seen = HashSet::new();
                 // Errors surface when the reader itself gets there.
                 for job in rx {
                     match job {
                         Job::Range(r, off, len) => {
                             let _ = store.prefetch(&r, off, len);
                         }
-                        Job::Blocks(hashes) => {
-                            for h in &hashes {
-                                if store.lookup(h).is_none() {
-                                    let _ = store.get(h);
-                                }
+                        Job::Dirs(roots, blocks) => {
+                            for h in &blocks {
+                                store.fetch(h);
                             }
+                            walk_dirs(&store, &dirs, roots, &mut seen);
                         }
                     }
                 }
@@ -323,8 +449,126 @@ impl ReadAhead {
         let _ = self.tx.try_send(Job::Range(r.clone(), off, len));
     }
 
-    /// Asks for the blocks `hashes` to be fetched into the cache whole.
-    pub fn hint_blocks(&self, hashes: Vec<HashCode>) {
-        let _ = self.tx.try_send(Job::Blocks(hashes));
+    /// Asks for the blocks `blocks` to be fetched into the cache, then for the
+    /// directories `dirs` and their subtrees to be decoded ahead.
+    pub fn hint_dirs(&self, dirs: Vec<BlockRef>, blocks: Vec<HashCode>) {
+        let _ = self.tx.try_send(Job::Dirs(dirs, blocks));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blockify::{blockify_bytes, BlockifyOptions};
+    use crate::dir::encode_entries;
+    use crate::hash::HashAlg;
+    use crate::store::{MemoryStore, StoreSink};
+
+    fn opts() -> BlockifyOptions {
+        BlockifyOptions {
+            threads: 1,
+            ..BlockifyOptions::default()
+        }
+    }
+
+    /// Stores a directory holding `entries`; returns its reference.
+    fn put_dir(s: &dyn Store, entries: &[Dirent]) -> BlockRef {
+        blockify_bytes(&encode_entries(entries).unwrap(), &StoreSink(s), &opts()).unwrap()
+    }
+
+    /// A tree of directories: root/{a/{a1/{f}, a2/}, b/{big}}; returns the store,
+    /// the directories' references in depth-first name order, and the big file's
+    /// indirect block.
+    fn tree() -> (Arc<CachedStore>, Vec<BlockRef>, HashCode) {
+        let mem: Arc<dyn Store> = Arc::new(MemoryStore::with_capacity(HashAlg::Blake3, 1 << 30));
+        let s = mem.as_ref();
+        let small = blockify_bytes(b"hello", &StoreSink(s), &opts()).unwrap();
+        let pattern: Vec<u8> = (0..3u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+        let big = blockify_bytes(&pattern, &StoreSink(s), &opts()).unwrap();
+        let BlockRef::Indirect { hash: big_hash, .. } = big else {
+            panic!("3 MiB makes an indirect block");
+        };
+        let a1 = put_dir(s, &[Dirent::file(b"f", small)]);
+        let a2 = put_dir(s, &[Dirent::file(b"g", BlockRef::empty())]);
+        let a = put_dir(
+            s,
+            &[
+                Dirent::dir(b"a1", a1.clone()),
+                Dirent::dir(b"a2", a2.clone()),
+            ],
+        );
+        let b = put_dir(s, &[Dirent::file(b"big", big.clone())]);
+        let root = put_dir(
+            s,
+            &[Dirent::dir(b"a", a.clone()), Dirent::dir(b"b", b.clone())],
+        );
+        let cached = Arc::new(CachedStore::new(mem, 64 << 20));
+        (cached, vec![root, a, a1, a2, b], big_hash)
+    }
+
+    #[test]
+    fn walk_decodes_every_directory_below_and_fetches_indirect_blocks() {
+        let (store, dirs_in_order, big) = tree();
+        let dirs = DirCache::default();
+        let mut seen = HashSet::new();
+        assert!(store.lookup(&big).is_none());
+        walk_dirs(&store, &dirs, vec![dirs_in_order[0].clone()], &mut seen);
+        assert!(
+            store.lookup(&big).is_some(),
+            "the big file's indirect block is fetched"
+        );
+        for block in &dirs_in_order {
+            let got = dirs
+                .take(block)
+                .unwrap_or_else(|| panic!("{block} decoded ahead"));
+            let want = decode_dir(store.as_ref(), block).unwrap();
+            assert_eq!(got.entries, want.entries);
+            assert_eq!(got.digest, want.digest);
+            assert!(dirs.take(block).is_none(), "handed over once");
+            assert!(seen.contains(block));
+        }
+        // A second walk skips what was walked.
+        walk_dirs(&store, &dirs, vec![dirs_in_order[0].clone()], &mut seen);
+        assert!(dirs_in_order.iter().all(|b| dirs.take(b).is_none()));
+    }
+
+    #[test]
+    fn walk_skips_unreadable_directories_and_goes_on() {
+        let (store, dirs_in_order, _) = tree();
+        let missing = BlockRef::Hash {
+            hash: HashAlg::Blake3.hash(b"not stored"),
+            span: 10,
+        };
+        let dirs = DirCache::default();
+        let mut seen = HashSet::new();
+        walk_dirs(
+            &store,
+            &dirs,
+            vec![missing.clone(), dirs_in_order[4].clone()],
+            &mut seen,
+        );
+        assert!(dirs.take(&missing).is_none());
+        assert!(
+            !seen.contains(&missing),
+            "a failed directory is not marked walked"
+        );
+        assert!(dirs.take(&dirs_in_order[4]).is_some());
+    }
+
+    #[test]
+    fn dir_cache_stays_bounded() {
+        let (store, dirs_in_order, _) = tree();
+        let dirs = DirCache::default();
+        let one = decode_dir(store.as_ref(), &dirs_in_order[0]).unwrap();
+        let many = DecodedDir {
+            entries: vec![one.entries[0].clone(); DIR_CACHE_ENTRIES],
+            digest: [0; 32],
+        };
+        dirs.put(dirs_in_order[1].clone(), many);
+        dirs.put(dirs_in_order[0].clone(), one);
+        // Over the bound: what was held is dropped before the new one goes in.
+        assert!(dirs.take(&dirs_in_order[1]).is_none());
+        assert!(dirs.take(&dirs_in_order[0]).is_some());
+        assert_eq!(dirs.inner.lock().entries, 0);
     }
 }

@@ -41,6 +41,7 @@ use crate::osmeta::NameCache;
 use crate::read;
 use crate::store::Store;
 use crate::transcribe::json::{JStr, Json};
+use cache::DirCache;
 use commit::{Committer, Flusher};
 use node::{Body, DirNode, Node, State};
 use parking_lot::Mutex;
@@ -327,14 +328,15 @@ impl Fs {
 
     fn with_root(store: Arc<dyn Store>, root: Node, opts: FsOptions) -> Fs {
         let cached = Arc::new(CachedStore::new(store, opts.cache_bytes));
-        let state = Arc::new(Mutex::new(State::new(root)));
+        let dirs = Arc::new(DirCache::default());
+        let state = Arc::new(Mutex::new(State::new(root, dirs.clone())));
         let committer = Arc::new(Committer::new(
             state.clone(),
             cached.clone(),
             opts.blockify.clone(),
         ));
         Fs {
-            readahead: ReadAhead::start(cached.clone()),
+            readahead: ReadAhead::start(cached.clone(), dirs),
             store: cached,
             opts,
             state,
@@ -424,7 +426,7 @@ impl Fs {
             Some((
                 kids.len(),
                 kids.iter()
-                    .filter(|k| st.nodes.get(k).is_some_and(Node::is_dir))
+                    .filter(|k| st.nodes.get(k).is_some_and(|n| n.is_dir()))
                     .count(),
             ))
         } else {
@@ -616,24 +618,26 @@ impl Fs {
             };
             out.push((entry, Some(attr)));
         }
-        let ahead = Self::blocks_listed_next(&st, out.iter().map(|(e, _)| e));
+        let (dirs, blocks) = Self::dirs_listed_next(&st, out.iter().map(|(e, _)| e));
         drop(st);
-        if !ahead.is_empty() {
-            self.readahead.hint_blocks(ahead);
+        if !dirs.is_empty() || !blocks.is_empty() {
+            self.readahead.hint_dirs(dirs, blocks);
         }
         Ok(out)
     }
 
-    /// The blocks that listing the directories among `entries` will decode: the
-    /// unloaded subdirectories in them (loaded to count their entries) and their
-    /// files' indirect blocks (read for `st_blocks`). Working out these
-    /// directories' attributes loaded them, so their entries are known; a
-    /// recursive listing (`ls -lR`, `find`) comes to them next.
-    fn blocks_listed_next<'a>(
+    /// The directories that listing the directories among `entries` will load,
+    /// in the order a recursive listing (`ls -lR`, `find`) comes to them: the
+    /// unloaded subdirectories of the subdirectories in `entries` (working out
+    /// those subdirectories' attributes loaded them, to count their entries).
+    /// The read-ahead thread decodes them and their subtrees. Also the indirect
+    /// blocks of those subdirectories' files (read for `st_blocks`).
+    fn dirs_listed_next<'a>(
         st: &State,
         entries: impl Iterator<Item = &'a DirEntry>,
-    ) -> Vec<HashCode> {
+    ) -> (Vec<BlockRef>, Vec<HashCode>) {
         let mut out = Vec::new();
+        let mut blocks = Vec::new();
         for e in entries.filter(|e| e.kind == FileKind::Dir && e.name != b"." && e.name != b"..") {
             let Some(Body::Dir(DirNode {
                 children: Some(kids),
@@ -643,21 +647,18 @@ impl Fs {
                 continue;
             };
             for kid in kids.values().filter_map(|k| st.nodes.get(k)) {
-                let hash = match &kid.body {
-                    Body::Dir(d) if d.children.is_none() => match &d.block {
-                        BlockRef::Hash { hash, .. } | BlockRef::Indirect { hash, .. } => hash,
-                        _ => continue,
-                    },
-                    Body::File(f) if !f.holes_known() => match f.base() {
-                        BlockRef::Indirect { hash, .. } => hash,
-                        _ => continue,
-                    },
-                    _ => continue,
-                };
-                out.push(*hash);
+                match &kid.body {
+                    Body::Dir(d) if d.children.is_none() => out.push(d.block.clone()),
+                    Body::File(f) if !f.holes_known() => {
+                        if let BlockRef::Indirect { hash, .. } = f.base() {
+                            blocks.push(*hash);
+                        }
+                    }
+                    _ => {}
+                }
             }
         }
-        out
+        (out, blocks)
     }
 
     /// Opens file `ino`; `write` when opened for writing, `truncate` for `O_TRUNC`.

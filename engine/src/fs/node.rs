@@ -9,15 +9,16 @@
 //! and only their inode numbers are remembered (8 bytes each), so reloading it
 //! gives every entry its old number back.
 
+use super::cache::{decode_dir, DecodedDir, DirCache};
 use super::error::{FsError, FsResult};
 use super::file::FileBuf;
 use super::Ino;
 use crate::block::BlockRef;
 use crate::blockify::{blockify_bytes, BlockifyOptions};
 use crate::dir::{self, Dirent, DirentKind, Meta};
-use crate::read;
 use crate::store::{Store, StoreSink};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// A directory's entries: loaded on first use from `block`.
@@ -122,7 +123,7 @@ impl Node {
 /// The mutable state behind the filesystem's lock.
 #[derive(Debug)]
 pub(crate) struct State {
-    pub nodes: HashMap<Ino, Node>,
+    pub nodes: HashMap<Ino, Box<Node>>,
     pub next_ino: Ino,
     /// Open handles: handle → inode.
     pub handles: HashMap<u64, Ino>,
@@ -138,12 +139,14 @@ pub(crate) struct State {
     remembered: HashMap<Ino, Vec<Ino>>,
     /// Access and change times of unloaded nodes that differ from their mtime.
     times: HashMap<Ino, (i128, i128)>,
+    /// Directories decoded ahead by the read-ahead thread.
+    prefetched: Arc<DirCache>,
 }
 
 impl State {
-    pub fn new(root: Node) -> State {
+    pub fn new(root: Node, prefetched: Arc<DirCache>) -> State {
         let mut nodes = HashMap::new();
-        nodes.insert(super::ROOT_INO, root);
+        nodes.insert(super::ROOT_INO, Box::new(root));
         State {
             nodes,
             next_ino: super::ROOT_INO + 1,
@@ -154,21 +157,25 @@ impl State {
             changed: false,
             remembered: HashMap::new(),
             times: HashMap::new(),
+            prefetched,
         }
     }
 
     pub fn node(&self, ino: Ino) -> FsResult<&Node> {
-        self.nodes.get(&ino).ok_or(FsError::NotFound)
+        self.nodes.get(&ino).map(|n| &**n).ok_or(FsError::NotFound)
     }
 
     pub fn node_mut(&mut self, ino: Ino) -> FsResult<&mut Node> {
-        self.nodes.get_mut(&ino).ok_or(FsError::NotFound)
+        self.nodes
+            .get_mut(&ino)
+            .map(|n| &mut **n)
+            .ok_or(FsError::NotFound)
     }
 
     pub fn insert(&mut self, node: Node) -> Ino {
         let ino = self.next_ino;
         self.next_ino += 1;
-        self.nodes.insert(ino, node);
+        self.nodes.insert(ino, Box::new(node));
         ino
     }
 
@@ -182,7 +189,7 @@ impl State {
             node.atime_ns = a;
             node.ctime_ns = c;
         }
-        self.nodes.insert(ino, node);
+        self.nodes.insert(ino, Box::new(node));
         ino
     }
 
@@ -226,8 +233,10 @@ impl State {
             Body::Dir(_) => return Ok(()),
             _ => return Err(FsError::NotDir),
         };
-        let bytes = read::read_all(store, &block)?;
-        let entries = dir::decode_entries(&bytes)?;
+        let DecodedDir { entries, digest } = match self.prefetched.take(&block) {
+            Some(d) => d,
+            None => decode_dir(store, &block)?,
+        };
         let saw_link = entries
             .iter()
             .any(|e| e.uuid.is_some() || e.kind == DirentKind::Indirect);
@@ -243,7 +252,7 @@ impl State {
         }
         if let Body::Dir(d) = &mut self.node_mut(ino)?.body {
             d.children = Some(children);
-            d.cache = Some((*blake3::hash(&bytes).as_bytes(), block));
+            d.cache = Some((digest, block));
         }
         if saw_link && !self.all_loaded {
             self.all_loaded = true;
@@ -417,7 +426,7 @@ impl State {
             let kids: Vec<Ino> = self.children(store, ino)?.values().copied().collect();
             stack.extend(
                 kids.into_iter()
-                    .filter(|k| self.nodes.get(k).is_some_and(Node::is_dir)),
+                    .filter(|k| self.nodes.get(k).is_some_and(|n| n.is_dir())),
             );
         }
         Ok(())
