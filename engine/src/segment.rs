@@ -10,7 +10,7 @@ use crate::codec::Reader;
 use crate::error::{Error, Result};
 use crate::hash::{HashAlg, HashCode};
 use crate::io::FileIo;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::Read;
 
 /// The first 8 bytes of a version-1 segment. 0x89 cannot start a legacy record
@@ -196,7 +196,18 @@ pub struct EncodedRecord {
 thread_local! {
     // One zstd context per thread: creating one per block costs more than compressing 4 KiB.
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    /// Long blocks in a row on this thread whose samples did not compress (or that
+    /// were stored raw unsampled because of such a run).
+    static INCOMPRESSIBLE_RUN: Cell<u32> = const { Cell::new(0) };
 }
+
+/// After this many incompressible long blocks in a row, only every
+/// [`PROBE_EVERY`]-th long block is sampled; the others are stored raw.
+const RUN_BEFORE_SKIPPING: u32 = 16;
+/// In a run of incompressible blocks, one long block in this many is sampled; one
+/// that compresses ends the run, so a switch to compressible data stores at most
+/// `PROBE_EVERY - 1` blocks per thread raw that could have been compressed.
+const PROBE_EVERY: u32 = 8;
 
 /// Blocks at least this long are test-compressed on samples before the full pass.
 pub const SAMPLE_MIN_LEN: usize = 16 << 10;
@@ -218,11 +229,25 @@ fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
             *slot = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
         }
         let (_, c) = slot.as_mut()?;
-        if data.len() >= SAMPLE_MIN_LEN && !samples_compress(c, data) {
+        if data.len() >= SAMPLE_MIN_LEN && !probe(c, data) {
             return None;
         }
         let out = c.compress(data).ok()?;
         (out.len() < data.len()).then_some(out)
+    })
+}
+
+/// True when the long block `data` is worth a full compression pass: its samples
+/// compress. In a run of incompressible blocks (random or already compressed data,
+/// where sampling costs ~5% of a save's CPU) most blocks skip the samples.
+fn probe(c: &mut zstd::bulk::Compressor<'static>, data: &[u8]) -> bool {
+    INCOMPRESSIBLE_RUN.with(|run| {
+        let n = run.get();
+        let sample =
+            n < RUN_BEFORE_SKIPPING || (n - RUN_BEFORE_SKIPPING).is_multiple_of(PROBE_EVERY);
+        let compresses = sample && samples_compress(c, data);
+        run.set(if compresses { 0 } else { n.saturating_add(1) });
+        compresses
     })
 }
 
@@ -1158,6 +1183,38 @@ mod tests {
         assert_eq!(codec(&mixed), Codec::Zstd);
         let rec = encode_record(&HashAlg::Blake3.hash(&mixed), &mixed, 1).unwrap();
         assert!(rec.stored_len < 40 << 10);
+    }
+
+    #[test]
+    fn a_run_of_incompressible_blocks_samples_sparsely_and_ends_at_compressible_data() {
+        use rand::{RngCore, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let text: Vec<u8> = (0..64 << 10)
+            .map(|i| b"the quick brown fox jumps over the lazy dog "[i % 44])
+            .collect();
+        let codec = |d: &[u8]| encode_record(&HashAlg::Blake3.hash(d), d, 3).unwrap().codec;
+        // Runs live per thread: start from a fresh one.
+        std::thread::spawn(move || {
+            let mut random = vec![0u8; 64 << 10];
+            for _ in 0..RUN_BEFORE_SKIPPING + 3 {
+                rng.fill_bytes(&mut random);
+                assert_eq!(codec(&random), Codec::None);
+            }
+            // Deep in the run most blocks go unsampled, so compressible ones are
+            // stored raw, but fewer than PROBE_EVERY before one is sampled.
+            let raw = (0..PROBE_EVERY)
+                .take_while(|_| codec(&text) == Codec::None)
+                .count();
+            assert!((1..PROBE_EVERY as usize).contains(&raw), "{raw} raw");
+            // The run is over: the next ones compress at once, and stay readable.
+            for _ in 0..3 {
+                assert_eq!(codec(&text), Codec::Zstd);
+            }
+            // Short blocks are never part of a run.
+            assert_eq!(codec(&text[..4096]), Codec::Zstd);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
