@@ -271,14 +271,13 @@ pub fn blockify_bytes(
         let (mut start, mut scanned, mut seq) = (0, 0, 0);
         while scanned < data.len() {
             let window = (scanned + BATCH_LEN).min(data.len());
-            let eof = window == data.len();
-            let ends = scan_cuts(&mut chunker, data, start, scanned, window, eof);
+            let (ends, _) = scan_cuts(&mut chunker, data, scanned, window, window == data.len());
             scanned = window;
             let Some(&last) = ends.last() else { continue };
+            let ends = ends.iter().map(|e| e - start).collect();
             let batch = Batch {
                 seq,
-                data: Cow::Borrowed(&data[..last]),
-                start,
+                data: Cow::Borrowed(&data[start..last]),
                 ends,
             };
             if tx.send(batch).is_err() {
@@ -307,35 +306,42 @@ pub fn blockify_reader<R: Read + Send>(
 /// sink does.
 pub fn blockify_reader_onto<'s, R: Read + Send>(
     tree: TreeBuilder<'s>,
-    r: R,
+    mut r: R,
     sink: &'s dyn BlockSink,
     opts: &BlockifyOptions,
 ) -> Result<BlockRef> {
-    let mut input = AlignedInput::new(r);
-    let mut first = input.carry(Vec::new(), &[], BATCH_LEN);
-    if input.fill(&mut first, BATCH_LEN)? {
-        return blockify_sequential(tree, first.unconsumed(), sink, opts);
-    }
-    if opts.threads <= 1 {
-        return blockify_reader_sequential(tree, input, first, sink, opts);
+    let mut first = Vec::new();
+    let mut held = 0;
+    let eof = fill(&mut r, &mut first, &mut held, BATCH_LEN)?;
+    first.truncate(held);
+    if eof || opts.threads <= 1 {
+        if eof {
+            return blockify_sequential(tree, &first, sink, opts);
+        }
+        return blockify_reader_sequential(tree, r, first, sink, opts);
     }
     let mut chunker = opts.chunker.chunker();
     run_pipeline(tree, sink, opts, move |tx, spare| {
         let mut buf = first;
+        let mut held = buf.len();
+        let mut scanned = 0;
         let mut seq = 0;
         let mut eof = false;
         loop {
-            let ends = buf.scan(&mut chunker, eof);
-            let last = ends.last().copied().unwrap_or(buf.start);
+            let (ends, next_scan) = scan_cuts(&mut chunker, &buf[..held], scanned, held, eof);
+            let last = ends.last().copied().unwrap_or(0);
             // Workers hand their buffers back: reusing them skips allocating and zeroing.
-            let spare_buf = spare.try_recv().unwrap_or_default();
-            let target = refill_target(buf.end - last);
-            let mut next = input.carry(spare_buf, &buf.buf[last..buf.end], target);
+            let mut next = spare.try_recv().unwrap_or_default();
+            let tail = held - last;
+            if next.len() < tail {
+                next.resize(tail, 0);
+            }
+            next[..tail].copy_from_slice(&buf[last..held]);
+            scanned = next_scan - last;
             if !ends.is_empty() {
                 let batch = Batch {
                     seq,
-                    data: Cow::Owned(buf.buf),
-                    start: buf.start,
+                    data: Cow::Owned(buf),
                     ends,
                 };
                 if tx.send(batch).is_err() {
@@ -346,8 +352,9 @@ pub fn blockify_reader_onto<'s, R: Read + Send>(
             if eof {
                 return Ok(());
             }
-            eof = input.fill(&mut next, target)?;
             buf = next;
+            held = tail;
+            eof = fill(&mut r, &mut buf, &mut held, refill_target(scanned))?;
         }
     })
 }
@@ -358,140 +365,53 @@ fn refill_target(held: usize) -> usize {
     BATCH_LEN.max(held + BATCH_LEN / 4)
 }
 
-/// The page size reads are aligned to: on this path the kernel's copy out of the page
-/// cache into a buffer a few bytes past a page boundary measured 3–4× dearer than
-/// into a page-aligned one.
-const PAGE: usize = 4096;
-
-/// Input bytes `buf[start..end]` not yet handed on as chunks; the chunker has
-/// consumed those before `scanned`.
-struct InputBuf {
-    buf: Vec<u8>,
-    start: usize,
-    scanned: usize,
-    end: usize,
+/// Reads into `buf[*held..target]`, growing `buf` to `target` bytes if shorter, until
+/// it holds `target` bytes; returns true at end of input. Bytes past `*held` are scratch.
+fn fill<R: Read>(r: &mut R, buf: &mut Vec<u8>, held: &mut usize, target: usize) -> Result<bool> {
+    if buf.len() < target {
+        buf.resize(target, 0);
+    }
+    while *held < target {
+        match r.read(&mut buf[*held..target]) {
+            Ok(0) => return Ok(true),
+            Ok(n) => *held += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).ctx(|| "reading input to blockify".to_string()),
+        }
+    }
+    Ok(false)
 }
 
-impl InputBuf {
-    fn unconsumed(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
-    }
-
-    /// Continues `chunker` over the unscanned bytes; returns the chunk ends found
-    /// (indices into `buf`). With `eof`, the input's end ends a chunk.
-    fn scan(&mut self, chunker: &mut StreamChunker, eof: bool) -> Vec<usize> {
-        let ends = scan_cuts(chunker, &self.buf, self.start, self.scanned, self.end, eof);
-        self.scanned = self.end;
-        ends
-    }
-}
-
-/// A reader whose reads land at addresses congruent to the stream position modulo
-/// [`PAGE`] and end on page boundaries, so that reading a page-aligned stream (a file
-/// from its start) copies page-aligned. Short reads only cost speed.
-struct AlignedInput<R> {
-    r: R,
-    /// Bytes read so far, modulo the address space (which [`PAGE`] divides).
-    pos: usize,
-}
-
-impl<R: Read> AlignedInput<R> {
-    fn new(r: R) -> Self {
-        AlignedInput { r, pos: 0 }
-    }
-
-    /// Where in `buf` to put `carried` bytes so that the byte after them sits at an
-    /// address congruent to the stream position.
-    fn aligned_start(&self, buf: &[u8], carried: usize) -> usize {
-        let after = (buf.as_ptr() as usize).wrapping_add(carried);
-        self.pos.wrapping_sub(after) % PAGE
-    }
-
-    /// `buf` (reused) holding a copy of `carried`, placed for aligned reads, with
-    /// room for `target` bytes in all.
-    fn carry(&self, mut buf: Vec<u8>, carried: &[u8], target: usize) -> InputBuf {
-        if buf.len() < target + PAGE {
-            buf.resize(target + PAGE, 0);
-        }
-        let start = self.aligned_start(&buf, carried.len());
-        let end = start + carried.len();
-        buf[start..end].copy_from_slice(carried);
-        InputBuf {
-            buf,
-            start,
-            scanned: end,
-            end,
-        }
-    }
-
-    /// Moves `b`'s bytes from `from` on to the start of `b`'s buffer, placed for
-    /// aligned reads, with room for `target` bytes in all.
-    fn carry_within(&self, b: &mut InputBuf, from: usize, target: usize) {
-        let len = b.end - from;
-        if b.buf.len() < target + PAGE {
-            b.buf.resize(target + PAGE, 0);
-        }
-        let start = self.aligned_start(&b.buf, len);
-        b.buf.copy_within(from..b.end, start);
-        (b.start, b.scanned, b.end) = (start, start + len, start + len);
-    }
-
-    /// Reads until `b` holds `target` bytes, rounded down to a page boundary when that
-    /// still leaves room to read; returns true at end of input.
-    /// Fails on a read error.
-    fn fill(&mut self, b: &mut InputBuf, target: usize) -> Result<bool> {
-        let mut stop = b.start + target;
-        let misalign = (b.buf.as_ptr() as usize).wrapping_add(stop) % PAGE;
-        if stop - misalign > b.end {
-            stop -= misalign;
-        }
-        while b.end < stop {
-            match self.r.read(&mut b.buf[b.end..stop]) {
-                Ok(0) => return Ok(true),
-                Ok(n) => {
-                    b.end += n;
-                    self.pos = self.pos.wrapping_add(n);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e).ctx(|| "reading input to blockify".to_string()),
-            }
-        }
-        Ok(false)
-    }
-}
-
-/// Chunk ends (indices into `data`) found continuing `chunker` over `data[from..to]`,
-/// where the current chunk began at `chunk_start`.
+/// Chunk ends (absolute offsets into `data`) found scanning `data[from..to]`.
 ///
-/// With `eof`, `to` ends the stream and so ends a chunk.
+/// With `eof`, `to` ends the stream and so ends a chunk. Also returns how far the
+/// chunker has consumed (always `to`).
 fn scan_cuts(
     chunker: &mut StreamChunker,
     data: &[u8],
-    chunk_start: usize,
     from: usize,
     to: usize,
     eof: bool,
-) -> Vec<usize> {
+) -> (Vec<usize>, usize) {
     let mut ends = Vec::new();
     let mut pos = from;
-    // Never an empty chunk.
-    let mut last_end = chunk_start;
+    let mut last_end = None;
     while pos < to {
         match chunker.next_cut(&data[pos..to]) {
             Some(k) => {
                 pos += k;
-                if pos != last_end {
+                if pos > 0 && last_end != Some(pos) {
                     ends.push(pos);
-                    last_end = pos;
+                    last_end = Some(pos);
                 }
             }
             None => pos = to,
         }
     }
-    if eof && last_end != to {
+    if eof && to > 0 && last_end != Some(to) && ends.last() != Some(&to) {
         ends.push(to);
     }
-    ends
+    (ends, to)
 }
 
 /// Blockifies `data` onto `tree` on the calling thread.
@@ -507,30 +427,37 @@ fn blockify_sequential(
     tree.finish()
 }
 
-/// Blockifies the rest of `input` onto `tree` on the calling thread, `buf` holding
-/// its first bytes.
+/// Blockifies a reader onto `tree` on the calling thread, `buf` holding its first bytes.
 fn blockify_reader_sequential<R: Read>(
     mut tree: TreeBuilder<'_>,
-    mut input: AlignedInput<R>,
-    mut buf: InputBuf,
+    mut r: R,
+    mut buf: Vec<u8>,
     sink: &dyn BlockSink,
     opts: &BlockifyOptions,
 ) -> Result<BlockRef> {
     let mut chunker = opts.chunker.chunker();
+    let mut held = buf.len();
+    let mut scanned = 0;
     let mut eof = false;
     loop {
-        let mut start = buf.start;
-        for end in buf.scan(&mut chunker, eof) {
-            let leaf = leaf_ref(&buf.buf[start..end], opts.chunker, opts.hash_alg, sink)?;
-            tree.push(leaf)?;
+        let (ends, _) = scan_cuts(&mut chunker, &buf[..held], scanned, held, eof);
+        let mut start = 0;
+        for end in ends {
+            tree.push(leaf_ref(
+                &buf[start..end],
+                opts.chunker,
+                opts.hash_alg,
+                sink,
+            )?)?;
             start = end;
         }
         if eof {
             return tree.finish();
         }
-        let target = refill_target(buf.end - start);
-        input.carry_within(&mut buf, start, target);
-        eof = input.fill(&mut buf, target)?;
+        buf.copy_within(start..held, 0);
+        held -= start;
+        scanned = held;
+        eof = fill(&mut r, &mut buf, &mut held, refill_target(scanned))?;
     }
 }
 
@@ -538,9 +465,7 @@ fn blockify_reader_sequential<R: Read>(
 struct Batch<'a> {
     seq: u64,
     data: Cow<'a, [u8]>,
-    /// Where the first chunk starts in `data`.
-    start: usize,
-    /// End offset of each chunk within `data`.
+    /// End offset of each chunk within `data`; the first starts at 0.
     ends: Vec<usize>,
 }
 
@@ -587,7 +512,7 @@ fn hash_worker(
     opts: &BlockifyOptions,
 ) {
     for batch in rx {
-        let mut start = batch.start;
+        let mut start = 0;
         let leaves = batch
             .ends
             .iter()
@@ -624,123 +549,4 @@ fn assemble(mut tree: TreeBuilder<'_>, rx: &Receiver<Leaves>) -> Result<BlockRef
         return Err(Error::bad("blockify lost a batch of leaves"));
     }
     tree.finish()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::chunk::ChunkerParams;
-    use crate::store::MemoryStore;
-    use proptest::prelude::*;
-
-    /// Yields `data` in reads of at most the next of `sizes` (cycling) bytes, and
-    /// records each read's destination offset in its page and stream position.
-    struct Dribble<'a> {
-        data: &'a [u8],
-        sizes: Vec<usize>,
-        calls: usize,
-        pos: usize,
-        /// (destination address % PAGE, stream position % PAGE, length) of each read.
-        seen: Vec<(usize, usize, usize)>,
-    }
-
-    impl<'a> Dribble<'a> {
-        fn new(data: &'a [u8], sizes: Vec<usize>) -> Self {
-            Dribble {
-                data,
-                sizes,
-                calls: 0,
-                pos: 0,
-                seen: Vec::new(),
-            }
-        }
-    }
-
-    impl Read for Dribble<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let size = self.sizes[self.calls % self.sizes.len()];
-            self.calls += 1;
-            let n = size.min(buf.len()).min(self.data.len());
-            buf[..n].copy_from_slice(&self.data[..n]);
-            self.data = &self.data[n..];
-            let addr = buf.as_ptr() as usize % PAGE;
-            self.seen.push((addr, self.pos % PAGE, buf.len()));
-            self.pos += n;
-            Ok(n)
-        }
-    }
-
-    /// Pseudo-random bytes with runs of one octet, some longer than a batch.
-    fn sample(len: usize, seed: u64, run_at: usize, run_len: usize) -> Vec<u8> {
-        let mut x = seed | 1;
-        let mut data: Vec<u8> = (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect();
-        let run_at = run_at.min(len);
-        let run_end = (run_at + run_len).min(len);
-        data[run_at..run_end].fill(7);
-        data
-    }
-
-    fn opts(kind: ChunkerKind, threads: usize) -> BlockifyOptions {
-        BlockifyOptions {
-            chunker: kind,
-            hash_alg: HashAlg::Blake3,
-            threads,
-        }
-    }
-
-    #[test]
-    fn full_reads_land_page_aligned() {
-        let data = sample(5 << 20, 3, 1 << 20, 300_000);
-        for threads in [1, 2] {
-            let mut r = Dribble::new(&data, vec![usize::MAX]);
-            let store = MemoryStore::new(HashAlg::Blake3);
-            blockify_reader(&mut r, &store, &opts(ChunkerKind::default(), threads)).unwrap();
-            assert!(r.seen.len() > 5, "{} reads", r.seen.len());
-            for &(addr, pos, len) in &r.seen {
-                assert_eq!((addr, pos), (0, 0), "{threads} threads");
-                // The read ends on a page boundary (only the final one may not fill).
-                assert_eq!(len % PAGE, 0, "{threads} threads");
-            }
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(12))]
-
-        /// Reads of any sizes and any thread count give the top reference of
-        /// chunking the whole input in memory: same chunk boundaries, same tree.
-        #[test]
-        fn reader_matches_in_memory(
-            len in 0usize..(3 << 20),
-            seed in any::<u64>(),
-            run_at in 0usize..(3 << 20),
-            run_len in 0usize..1_500_000,
-            sizes in proptest::collection::vec(1usize..300_000, 1..5),
-            csvt in any::<bool>(),
-            big_max in any::<bool>(),
-        ) {
-            let data = sample(len, seed, run_at, run_len);
-            let kind = match (csvt, big_max) {
-                (true, _) => ChunkerKind::Csvt,
-                // Chunks up to 2 MiB: longer than a batch.
-                (false, true) => ChunkerKind::Default(ChunkerParams::new(64, 4096, 2 << 20).unwrap()),
-                (false, false) => ChunkerKind::default(),
-            };
-            let store = MemoryStore::new(HashAlg::Blake3);
-            let want = blockify_bytes(&data, &store, &opts(kind, 1)).unwrap();
-            for threads in [1, 2, 3] {
-                let r = Dribble::new(&data, sizes.clone());
-                let store = MemoryStore::new(HashAlg::Blake3);
-                let got = blockify_reader(r, &store, &opts(kind, threads)).unwrap();
-                prop_assert_eq!(&got, &want, "{} threads", threads);
-            }
-        }
-    }
 }
