@@ -10,6 +10,7 @@ use crate::codec::Reader;
 use crate::error::{Error, Result};
 use crate::hash::{HashAlg, HashCode};
 use crate::io::FileIo;
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::io::Read;
 
@@ -274,30 +275,86 @@ pub fn encode_record(hash: &HashCode, data: &[u8], level: i32) -> Result<Encoded
     Ok(frame(RecordKind::Block, hash, data, level))
 }
 
+/// Like [`encode_record`], but the record comes as header and payload, so that a raw
+/// payload is not copied on the way to the segment.
+/// Fails when the block exceeds [`MAX_BLOCK_LEN`].
+pub fn encode_record_parts<'a>(
+    hash: &HashCode,
+    data: &'a [u8],
+    level: i32,
+) -> Result<RecordParts<'a>> {
+    if data.len() > MAX_BLOCK_LEN {
+        return Err(Error::bad(format!(
+            "block of {} bytes exceeds the {MAX_BLOCK_LEN}-byte limit",
+            data.len()
+        )));
+    }
+    Ok(frame_parts(RecordKind::Block, hash, data, level))
+}
+
+/// A record as its header (fixed fields and digest) and its payload.
+#[derive(Debug)]
+pub struct RecordParts<'a> {
+    /// The record's fixed fields and digest.
+    pub header: Vec<u8>,
+    /// The stored payload: the block itself, or its compressed form.
+    pub payload: Cow<'a, [u8]>,
+    /// The payload codec.
+    pub codec: Codec,
+    /// Block length.
+    pub raw_len: u32,
+}
+
+impl RecordParts<'_> {
+    /// Payload bytes on disk.
+    pub fn stored_len(&self) -> u32 {
+        self.payload.len() as u32
+    }
+}
+
 /// Frames `data` as a record of `kind` with digest `hash`, compressed when it pays.
 fn frame(kind: RecordKind, hash: &HashCode, data: &[u8], level: i32) -> EncodedRecord {
-    let compressed = compress(data, level);
-    let (codec, payload) = match &compressed {
-        Some(c) => (Codec::Zstd, c.as_slice()),
-        None => (Codec::None, data),
+    let parts = frame_parts(kind, hash, data, level);
+    let mut bytes = parts.header;
+    bytes.reserve_exact(parts.payload.len());
+    bytes.extend_from_slice(&parts.payload);
+    EncodedRecord {
+        stored_len: parts.payload.len() as u32,
+        raw_len: parts.raw_len,
+        codec: parts.codec,
+        bytes,
+    }
+}
+
+/// [`frame`] as header and payload.
+fn frame_parts<'a>(
+    kind: RecordKind,
+    hash: &HashCode,
+    data: &'a [u8],
+    level: i32,
+) -> RecordParts<'a> {
+    let (codec, payload) = match compress(data, level) {
+        Some(c) => (Codec::Zstd, Cow::Owned(c)),
+        None => (Codec::None, Cow::Borrowed(data)),
     };
     let digest = hash.digest();
-    let mut bytes = Vec::with_capacity(REC_FIXED_LEN + digest.len() + payload.len());
-    bytes.extend_from_slice(&[0; 4]);
-    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    bytes.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    bytes.push(codec as u8);
-    bytes.push(hash.alg().hashenum() as u8);
-    bytes.extend_from_slice(&[kind as u8, 0]);
-    bytes.extend_from_slice(digest);
-    bytes.extend_from_slice(payload);
-    let crc = crc32fast::hash(&bytes[REC_CRC_COVERS_FROM..]);
-    bytes[REC_CRC_AT..REC_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
-    EncodedRecord {
-        stored_len: payload.len() as u32,
-        raw_len: data.len() as u32,
+    let mut header = Vec::with_capacity(REC_FIXED_LEN + digest.len());
+    header.extend_from_slice(&[0; 4]);
+    header.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    header.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    header.push(codec as u8);
+    header.push(hash.alg().hashenum() as u8);
+    header.extend_from_slice(&[kind as u8, 0]);
+    header.extend_from_slice(digest);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&header[REC_CRC_COVERS_FROM..]);
+    crc.update(&payload);
+    header[REC_CRC_AT..REC_CRC_AT + 4].copy_from_slice(&crc.finalize().to_le_bytes());
+    RecordParts {
+        header,
+        payload,
         codec,
-        bytes,
+        raw_len: data.len() as u32,
     }
 }
 
@@ -1164,6 +1221,24 @@ mod tests {
         })
         .unwrap();
         assert_eq!((n, end), (3, ScanEnd::Clean(seg.len() as u64)));
+    }
+
+    #[test]
+    fn record_parts_concatenate_to_the_record() {
+        let text = b"abcabcabc".repeat(100);
+        let random: Vec<u8> = (0..1000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for data in [&text[..], &random[..], b"tiny"] {
+            let h = HashAlg::Blake3.hash(data);
+            let rec = encode_record(&h, data, 3).unwrap();
+            let parts = encode_record_parts(&h, data, 3).unwrap();
+            assert_eq!([&parts.header[..], &parts.payload].concat(), rec.bytes);
+            assert_eq!(parts.stored_len(), rec.stored_len);
+            assert_eq!((parts.codec, parts.raw_len), (rec.codec, rec.raw_len));
+        }
+        let big = vec![0u8; MAX_BLOCK_LEN + 1];
+        assert!(encode_record_parts(&HashAlg::Blake3.hash(&big), &big, 3).is_err());
     }
 
     #[test]
