@@ -550,3 +550,97 @@ fn assemble(mut tree: TreeBuilder<'_>, rx: &Receiver<Leaves>) -> Result<BlockRef
     }
     tree.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::ChunkerParams;
+    use crate::store::MemoryStore;
+    use proptest::prelude::*;
+
+    /// Yields `data` in reads of at most the next of `sizes` (cycling) bytes.
+    struct Dribble<'a> {
+        data: &'a [u8],
+        sizes: Vec<usize>,
+        calls: usize,
+    }
+
+    impl<'a> Dribble<'a> {
+        fn new(data: &'a [u8], sizes: Vec<usize>) -> Self {
+            Dribble {
+                data,
+                sizes,
+                calls: 0,
+            }
+        }
+    }
+
+    impl Read for Dribble<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let size = self.sizes[self.calls % self.sizes.len()];
+            self.calls += 1;
+            let n = size.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    /// Pseudo-random bytes with runs of one octet, some longer than a batch.
+    fn sample(len: usize, seed: u64, run_at: usize, run_len: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        let mut data: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        let run_at = run_at.min(len);
+        let run_end = (run_at + run_len).min(len);
+        data[run_at..run_end].fill(7);
+        data
+    }
+
+    fn opts(kind: ChunkerKind, threads: usize) -> BlockifyOptions {
+        BlockifyOptions {
+            chunker: kind,
+            hash_alg: HashAlg::Blake3,
+            threads,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+
+        /// Reads of any sizes and any thread count give the top reference of
+        /// chunking the whole input in memory: same chunk boundaries, same tree.
+        #[test]
+        fn reader_matches_in_memory(
+            len in 0usize..(3 << 20),
+            seed in any::<u64>(),
+            run_at in 0usize..(3 << 20),
+            run_len in 0usize..1_500_000,
+            sizes in proptest::collection::vec(1usize..300_000, 1..5),
+            csvt in any::<bool>(),
+            big_max in any::<bool>(),
+        ) {
+            let data = sample(len, seed, run_at, run_len);
+            let kind = match (csvt, big_max) {
+                (true, _) => ChunkerKind::Csvt,
+                // Chunks up to 2 MiB: longer than a batch.
+                (false, true) => ChunkerKind::Default(ChunkerParams::new(64, 4096, 2 << 20).unwrap()),
+                (false, false) => ChunkerKind::default(),
+            };
+            let store = MemoryStore::new(HashAlg::Blake3);
+            let want = blockify_bytes(&data, &store, &opts(kind, 1)).unwrap();
+            for threads in [1, 2, 3] {
+                let r = Dribble::new(&data, sizes.clone());
+                let store = MemoryStore::new(HashAlg::Blake3);
+                let got = blockify_reader(r, &store, &opts(kind, threads)).unwrap();
+                prop_assert_eq!(&got, &want, "{} threads", threads);
+            }
+        }
+    }
+}

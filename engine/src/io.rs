@@ -31,6 +31,12 @@ pub trait FileIo: Send + Sync + Debug {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// Writes all of `data` at `offset`, extending the file if needed.
     fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()>;
+    /// Writes the concatenation of `parts` at `offset`, as one
+    /// [`write_at`](FileIo::write_at) of it would. The default concatenates; a file
+    /// that stages appends in its own buffer copies each part there directly.
+    fn write_parts_at(&self, parts: &[&[u8]], offset: u64) -> io::Result<()> {
+        self.write_at(&parts.concat(), offset)
+    }
     /// Truncates or zero-extends the file to `len` bytes.
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Makes every earlier write to this file durable (fdatasync).

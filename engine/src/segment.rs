@@ -10,7 +10,8 @@ use crate::codec::Reader;
 use crate::error::{Error, Result};
 use crate::hash::{HashAlg, HashCode};
 use crate::io::FileIo;
-use std::cell::RefCell;
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
 use std::io::Read;
 
 /// The first 8 bytes of a version-1 segment. 0x89 cannot start a legacy record
@@ -196,7 +197,18 @@ pub struct EncodedRecord {
 thread_local! {
     // One zstd context per thread: creating one per block costs more than compressing 4 KiB.
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    /// Long blocks in a row on this thread whose samples did not compress (or that
+    /// were stored raw unsampled because of such a run).
+    static INCOMPRESSIBLE_RUN: Cell<u32> = const { Cell::new(0) };
 }
+
+/// After this many incompressible long blocks in a row, only every
+/// [`PROBE_EVERY`]-th long block is sampled; the others are stored raw.
+const RUN_BEFORE_SKIPPING: u32 = 16;
+/// In a run of incompressible blocks, one long block in this many is sampled; one
+/// that compresses ends the run, so a switch to compressible data stores at most
+/// `PROBE_EVERY - 1` blocks per thread raw that could have been compressed.
+const PROBE_EVERY: u32 = 8;
 
 /// Blocks at least this long are test-compressed on samples before the full pass.
 pub const SAMPLE_MIN_LEN: usize = 16 << 10;
@@ -218,11 +230,25 @@ fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
             *slot = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
         }
         let (_, c) = slot.as_mut()?;
-        if data.len() >= SAMPLE_MIN_LEN && !samples_compress(c, data) {
+        if data.len() >= SAMPLE_MIN_LEN && !probe(c, data) {
             return None;
         }
         let out = c.compress(data).ok()?;
         (out.len() < data.len()).then_some(out)
+    })
+}
+
+/// True when the long block `data` is worth a full compression pass: its samples
+/// compress. In a run of incompressible blocks (random or already compressed data,
+/// where sampling costs ~5% of a save's CPU) most blocks skip the samples.
+fn probe(c: &mut zstd::bulk::Compressor<'static>, data: &[u8]) -> bool {
+    INCOMPRESSIBLE_RUN.with(|run| {
+        let n = run.get();
+        let sample =
+            n < RUN_BEFORE_SKIPPING || (n - RUN_BEFORE_SKIPPING).is_multiple_of(PROBE_EVERY);
+        let compresses = sample && samples_compress(c, data);
+        run.set(if compresses { 0 } else { n.saturating_add(1) });
+        compresses
     })
 }
 
@@ -249,30 +275,86 @@ pub fn encode_record(hash: &HashCode, data: &[u8], level: i32) -> Result<Encoded
     Ok(frame(RecordKind::Block, hash, data, level))
 }
 
+/// Like [`encode_record`], but the record comes as header and payload, so that a raw
+/// payload is not copied on the way to the segment.
+/// Fails when the block exceeds [`MAX_BLOCK_LEN`].
+pub fn encode_record_parts<'a>(
+    hash: &HashCode,
+    data: &'a [u8],
+    level: i32,
+) -> Result<RecordParts<'a>> {
+    if data.len() > MAX_BLOCK_LEN {
+        return Err(Error::bad(format!(
+            "block of {} bytes exceeds the {MAX_BLOCK_LEN}-byte limit",
+            data.len()
+        )));
+    }
+    Ok(frame_parts(RecordKind::Block, hash, data, level))
+}
+
+/// A record as its header (fixed fields and digest) and its payload.
+#[derive(Debug)]
+pub struct RecordParts<'a> {
+    /// The record's fixed fields and digest.
+    pub header: Vec<u8>,
+    /// The stored payload: the block itself, or its compressed form.
+    pub payload: Cow<'a, [u8]>,
+    /// The payload codec.
+    pub codec: Codec,
+    /// Block length.
+    pub raw_len: u32,
+}
+
+impl RecordParts<'_> {
+    /// Payload bytes on disk.
+    pub fn stored_len(&self) -> u32 {
+        self.payload.len() as u32
+    }
+}
+
 /// Frames `data` as a record of `kind` with digest `hash`, compressed when it pays.
 fn frame(kind: RecordKind, hash: &HashCode, data: &[u8], level: i32) -> EncodedRecord {
-    let compressed = compress(data, level);
-    let (codec, payload) = match &compressed {
-        Some(c) => (Codec::Zstd, c.as_slice()),
-        None => (Codec::None, data),
+    let parts = frame_parts(kind, hash, data, level);
+    let mut bytes = parts.header;
+    bytes.reserve_exact(parts.payload.len());
+    bytes.extend_from_slice(&parts.payload);
+    EncodedRecord {
+        stored_len: parts.payload.len() as u32,
+        raw_len: parts.raw_len,
+        codec: parts.codec,
+        bytes,
+    }
+}
+
+/// [`frame`] as header and payload.
+fn frame_parts<'a>(
+    kind: RecordKind,
+    hash: &HashCode,
+    data: &'a [u8],
+    level: i32,
+) -> RecordParts<'a> {
+    let (codec, payload) = match compress(data, level) {
+        Some(c) => (Codec::Zstd, Cow::Owned(c)),
+        None => (Codec::None, Cow::Borrowed(data)),
     };
     let digest = hash.digest();
-    let mut bytes = Vec::with_capacity(REC_FIXED_LEN + digest.len() + payload.len());
-    bytes.extend_from_slice(&[0; 4]);
-    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    bytes.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    bytes.push(codec as u8);
-    bytes.push(hash.alg().hashenum() as u8);
-    bytes.extend_from_slice(&[kind as u8, 0]);
-    bytes.extend_from_slice(digest);
-    bytes.extend_from_slice(payload);
-    let crc = crc32fast::hash(&bytes[REC_CRC_COVERS_FROM..]);
-    bytes[REC_CRC_AT..REC_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
-    EncodedRecord {
-        stored_len: payload.len() as u32,
-        raw_len: data.len() as u32,
+    let mut header = Vec::with_capacity(REC_FIXED_LEN + digest.len());
+    header.extend_from_slice(&[0; 4]);
+    header.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    header.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    header.push(codec as u8);
+    header.push(hash.alg().hashenum() as u8);
+    header.extend_from_slice(&[kind as u8, 0]);
+    header.extend_from_slice(digest);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&header[REC_CRC_COVERS_FROM..]);
+    crc.update(&payload);
+    header[REC_CRC_AT..REC_CRC_AT + 4].copy_from_slice(&crc.finalize().to_le_bytes());
+    RecordParts {
+        header,
+        payload,
         codec,
-        bytes,
+        raw_len: data.len() as u32,
     }
 }
 
@@ -1142,6 +1224,24 @@ mod tests {
     }
 
     #[test]
+    fn record_parts_concatenate_to_the_record() {
+        let text = b"abcabcabc".repeat(100);
+        let random: Vec<u8> = (0..1000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for data in [&text[..], &random[..], b"tiny"] {
+            let h = HashAlg::Blake3.hash(data);
+            let rec = encode_record(&h, data, 3).unwrap();
+            let parts = encode_record_parts(&h, data, 3).unwrap();
+            assert_eq!([&parts.header[..], &parts.payload].concat(), rec.bytes);
+            assert_eq!(parts.stored_len(), rec.stored_len);
+            assert_eq!((parts.codec, parts.raw_len), (rec.codec, rec.raw_len));
+        }
+        let big = vec![0u8; MAX_BLOCK_LEN + 1];
+        assert!(encode_record_parts(&HashAlg::Blake3.hash(&big), &big, 3).is_err());
+    }
+
+    #[test]
     fn long_blocks_skip_compression_only_when_their_samples_do_not_compress() {
         use rand::{RngCore, SeedableRng};
         let mut random = vec![0u8; 64 << 10];
@@ -1158,6 +1258,38 @@ mod tests {
         assert_eq!(codec(&mixed), Codec::Zstd);
         let rec = encode_record(&HashAlg::Blake3.hash(&mixed), &mixed, 1).unwrap();
         assert!(rec.stored_len < 40 << 10);
+    }
+
+    #[test]
+    fn a_run_of_incompressible_blocks_samples_sparsely_and_ends_at_compressible_data() {
+        use rand::{RngCore, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let text: Vec<u8> = (0..64 << 10)
+            .map(|i| b"the quick brown fox jumps over the lazy dog "[i % 44])
+            .collect();
+        let codec = |d: &[u8]| encode_record(&HashAlg::Blake3.hash(d), d, 3).unwrap().codec;
+        // Runs live per thread: start from a fresh one.
+        std::thread::spawn(move || {
+            let mut random = vec![0u8; 64 << 10];
+            for _ in 0..RUN_BEFORE_SKIPPING + 3 {
+                rng.fill_bytes(&mut random);
+                assert_eq!(codec(&random), Codec::None);
+            }
+            // Deep in the run most blocks go unsampled, so compressible ones are
+            // stored raw, but fewer than PROBE_EVERY before one is sampled.
+            let raw = (0..PROBE_EVERY)
+                .take_while(|_| codec(&text) == Codec::None)
+                .count();
+            assert!((1..PROBE_EVERY as usize).contains(&raw), "{raw} raw");
+            // The run is over: the next ones compress at once, and stay readable.
+            for _ in 0..3 {
+                assert_eq!(codec(&text), Codec::Zstd);
+            }
+            // Short blocks are never part of a run.
+            assert_eq!(codec(&text[..4096]), Codec::Zstd);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -521,6 +521,16 @@ impl FileIo for StagedFile {
         s.restart_at(&mut st, end.max(offset + data.len() as u64));
         Ok(())
     }
+    fn write_parts_at(&self, parts: &[&[u8]], offset: u64) -> io::Result<()> {
+        let s = &self.shared;
+        let mut st = s.state.lock();
+        s.check(&st)?;
+        if offset != s.end(&mut st)? {
+            drop(st);
+            return self.write_at(&parts.concat(), offset);
+        }
+        parts.iter().try_for_each(|p| s.append(&mut st, p))
+    }
     fn set_len(&self, len: u64) -> io::Result<()> {
         let s = &self.shared;
         let mut st = s.state.lock();

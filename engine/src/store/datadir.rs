@@ -26,8 +26,8 @@ use crate::index::{
 };
 use crate::io::{lock_holder, FileIo, Fs, OpenMode, OsFs, WriterLock};
 use crate::segment::{
-    self, check_header, encode_record, segment_header, DecodedGroup, EncodedRecord, HeaderCheck,
-    RecordKind, ScanEnd, ScannedRecord, SegmentFormat, SEGMENT_HEADER_LEN,
+    self, check_header, encode_record_parts, segment_header, DecodedGroup, HeaderCheck, RecordKind,
+    ScanEnd, ScannedRecord, SegmentFormat, SEGMENT_HEADER_LEN,
 };
 use crate::store::datadir_group::{GroupCache, OpenGroup};
 use crate::store::Store;
@@ -577,8 +577,8 @@ impl DataDir {
     }
 
     /// Appends an encoded record, rolling over to a new segment when the active one is full.
-    pub(crate) fn append(&self, w: &mut Writer, rec: &EncodedRecord) -> Result<(SegmentId, u64)> {
-        let len = rec.bytes.len() as u64;
+    pub(crate) fn append(&self, w: &mut Writer, parts: &[&[u8]]) -> Result<(SegmentId, u64)> {
+        let len = parts.iter().map(|p| p.len() as u64).sum::<u64>();
         let id = match w.active {
             Some(id)
                 if w.ends.get(&id).is_some_and(|&e| {
@@ -598,7 +598,7 @@ impl DataDir {
         let seg = self.segment_file(id)?;
         let end = w.ends.get(&id).copied().unwrap_or(SEGMENT_HEADER_LEN);
         seg.file
-            .write_at(&rec.bytes, end)
+            .write_parts_at(parts, end)
             .ctx(|| format!("appending to segment {}", seg.name))?;
         w.ends.insert(id, end + len);
         w.dirty.insert(id);
@@ -1243,18 +1243,18 @@ impl Store for DataDir {
             return Ok(true);
         }
         // Compress before taking the lock, so concurrent adders compress in parallel.
-        let rec = encode_record(&hash, data, self.opts.compression_level)?;
+        let rec = encode_record_parts(&hash, data, self.opts.compression_level)?;
         let mut w = writer.lock();
         w.check()?;
         // Another thread may have added it meanwhile (and a commit may have indexed it).
         if self.gc_present(&key, false)? {
             return Ok(false);
         }
-        let (segment, offset) = self.append(&mut w, &rec)?;
+        let (segment, offset) = self.append(&mut w, &[&rec.header, &rec.payload])?;
         let loc = Location {
             segment,
             offset,
-            stored_len: rec.stored_len,
+            stored_len: rec.stored_len(),
             raw_len: rec.raw_len,
             flags: rec.codec as u16,
             generation: 0,

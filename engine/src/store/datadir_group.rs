@@ -175,7 +175,7 @@ impl DataDir {
             let g = &p.group;
             segment::encode_group_record(&g.hashes, &g.lens, &g.data, self.opts.compression_level)?
         };
-        let (segment, offset) = self.append(w, &rec)?;
+        let (segment, offset) = self.append(w, &[&rec.bytes])?;
         let mut p = self.pending.write();
         let g = std::mem::take(&mut p.group);
         let shares = member_shares(rec.stored_len, &g.lens);
