@@ -343,6 +343,8 @@ pub(crate) fn decode_dir(store: &dyn Store, block: &BlockRef) -> Result<DecodedD
 
 /// At most this many directories are decoded ahead per listing hint.
 const WALK_DIRS: usize = 4096;
+/// The read-ahead thread remembers at most about this many walked directories.
+const WALK_SEEN_MAX: usize = 1 << 18;
 
 /// Walks the trees under the directory blocks `roots` in the order a recursive
 /// listing needs them: listing a directory loads all of its subdirectories (to
@@ -428,6 +430,11 @@ impl ReadAhead {
                             let _ = store.prefetch(&r, off, len);
                         }
                         Job::Dirs(roots, blocks) => {
+                            // Bounded memory: forgetting what was walked only means
+                            // a directory may be decoded ahead again.
+                            if seen.len() > WALK_SEEN_MAX {
+                                seen.clear();
+                            }
                             for h in &blocks {
                                 store.fetch(h);
                             }
