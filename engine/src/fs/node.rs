@@ -241,15 +241,19 @@ impl State {
             .iter()
             .any(|e| e.uuid.is_some() || e.kind == DirentKind::Indirect);
         let mut numbers = self.remembered_numbers(ino, &entries).into_iter();
-        let mut children = BTreeMap::new();
-        for e in entries {
-            let name = e.name.clone();
+        self.nodes.reserve(entries.len());
+        let mut named = Vec::with_capacity(entries.len());
+        for mut e in entries {
+            // Nodes keep no name: the entry's moves into the listing.
+            let name = std::mem::take(&mut e.name);
             let child = match numbers.next().flatten() {
                 Some(n) if !saw_link => self.reinsert(Self::plain_node(e, ino), Some(n)),
                 _ => self.node_from_dirent(e, ino),
             };
-            children.insert(name, child);
+            named.push((name, child));
         }
+        // Stored entries come sorted by name, which makes this a linear bulk build.
+        let children: BTreeMap<Vec<u8>, Ino> = named.into_iter().collect();
         if let Body::Dir(d) = &mut self.node_mut(ino)?.body {
             d.children = Some(children);
             d.cache = Some((digest, block));
