@@ -52,7 +52,14 @@ const LEGACY_RUN_PREFIX: &str = "blocks.run.";
 const COUNTS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("block_counts");
 type CountsTable = ReadOnlyTable<&'static str, (u64, u64)>;
 /// Runs are merged into the main table when they hold 1/`MAIN_MERGE_DIVISOR` of its entries.
-pub const MAIN_MERGE_DIVISOR: u64 = 4;
+/// With 1 the main table doubles at each merge, so it is rewritten about twice per key
+/// (with 4, about five times); lookups skip runs by their filters, so the keys left in
+/// runs cost no extra reads.
+pub const MAIN_MERGE_DIVISOR: u64 = 1;
+/// The newest `RUN_FAN_IN` runs are merged into one when the newer ones together hold at
+/// least as many entries as the oldest of them: run sizes grow by about this factor per
+/// tier, and a key is copied about log_`RUN_FAN_IN` (runs / commit size) times.
+pub const RUN_FAN_IN: usize = 4;
 /// How long a read-only follower reuses a read snapshot of the writer's index.
 const FOLLOWER_SNAPSHOT_TTL: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -336,7 +343,21 @@ impl BlockTable {
 /// The block tables of one read transaction: main first, then the runs oldest first.
 struct Snapshot {
     tables: Vec<BlockTable>,
+    /// Each table's name.
+    names: Vec<String>,
+    /// Each table's entries.
+    lens: Vec<u64>,
+    /// Each table's run filter, when the handle has one (see [`RunFilters`]).
+    filters: Vec<Option<Arc<BloomStage>>>,
 }
+
+/// Per-run filters of a writable handle, by run name: a superset of each run's keys, so
+/// that a lookup reads only the runs that may hold its key. The main table has none (it
+/// is read last). A run's name is the generation of the commit that wrote it, and a
+/// merge names its result after the merging commit, so a name never stands for a table
+/// with keys its filter lacks: a snapshot that pairs a newer table set with an older map
+/// finds no filter for the newer runs and reads them.
+type RunFilters = std::collections::HashMap<String, Arc<BloomStage>>;
 
 enum Db {
     Rw(Database),
@@ -356,6 +377,8 @@ pub struct Index {
     /// Writable handles only: a superset of the indexed keys (another process's commits
     /// would make it lie to a read-only handle).
     filter: Option<NegativeFilter>,
+    /// Writable handles only: the filter of each run (empty on read-only handles).
+    run_filters: RwLock<RunFilters>,
 }
 
 impl std::fmt::Debug for Index {
@@ -467,6 +490,7 @@ impl Index {
             commits: AtomicU64::new(0),
             cache_snapshots,
             filter: None,
+            run_filters: RwLock::new(RunFilters::new()),
         }
     }
 
@@ -551,22 +575,34 @@ impl Index {
 
     /// Loads the filter saved at the last merge into the main table and adds the keys of
     /// the runs (every key indexed since); without a usable saved filter, scans every table.
+    /// Builds each run's filter from its keys.
     fn build_filter(&mut self) -> Result<()> {
         let snap = self.open_snapshot()?;
-        let mut tables = &snap.tables[..];
-        let filter = match self.saved_filter(&snap)? {
-            Some(f) => {
-                tables = &tables[1..];
-                f
+        let saved = self.saved_filter(&snap)?;
+        let main_saved = saved.is_some();
+        let filter =
+            saved.unwrap_or_else(|| NegativeFilter::new(snap.lens.iter().sum::<u64>() as usize));
+        let mut runs = RunFilters::new();
+        for ((t, name), len) in snap.tables.iter().zip(&snap.names).zip(&snap.lens) {
+            let run = name
+                .starts_with(RUN_PREFIX)
+                .then(|| BloomStage::new(*len as usize));
+            if run.is_none() && main_saved && name == MAIN {
+                continue;
             }
-            None => NegativeFilter::new(self.layout()?.total() as usize),
-        };
-        for t in tables {
             for e in t.entries(None)? {
-                filter.insert(&e?.0);
+                let k = e?.0;
+                filter.insert(&k);
+                if let Some(r) = &run {
+                    r.insert(&k);
+                }
+            }
+            if let Some(r) = run {
+                runs.insert(name.clone(), Arc::new(r));
             }
         }
         self.filter = Some(filter);
+        *self.run_filters.write() = runs;
         Ok(())
     }
 
@@ -624,14 +660,37 @@ impl Index {
                 tables.push(BlockTable::Legacy(t));
             }
         }
+        let mut lens = tables
+            .iter()
+            .map(|t| match t {
+                BlockTable::Legacy(t) => Ok(t.len()?),
+                BlockTable::Rows(..) => Ok(0),
+            })
+            .collect::<Result<Vec<u64>>>()?;
+        let mut table_names = vec![String::new(); tables.len()];
         let counts = Self::counts_in(&txn)?;
         let main = std::iter::once(MAIN.to_string()).filter(|m| names.contains(m));
         for name in main.chain(run_names(names.iter().cloned(), RUN_PREFIX)) {
             if let Some(t) = missing_ok(txn.open_table(rows::rows_def(&name)))? {
-                tables.push(BlockTable::Rows(t, Self::shape_in(&counts, &name)?.1));
+                let (len, buckets) = Self::shape_in(&counts, &name)?;
+                tables.push(BlockTable::Rows(t, buckets));
+                lens.push(len);
+                table_names.push(name);
             }
         }
-        Ok(Snapshot { tables })
+        // Whichever commit installed this map, a run name it shares with this snapshot
+        // stands for the same keys or fewer (see `RunFilters`).
+        let run_filters = self.run_filters.read();
+        let filters = table_names
+            .iter()
+            .map(|n| run_filters.get(n).cloned())
+            .collect();
+        Ok(Snapshot {
+            tables,
+            names: table_names,
+            lens,
+            filters,
+        })
     }
 
     fn snapshot(&self) -> Result<Arc<Snapshot>> {
@@ -690,8 +749,13 @@ impl Index {
         Ok(out)
     }
 
+    /// Newest table first (the newest entry of a key wins, as in a merge), skipping the
+    /// runs whose filter rules the key out.
     fn get_in(snap: &Snapshot, key: &IndexKey) -> Result<Option<Location>> {
-        for t in &snap.tables {
+        for (t, f) in snap.tables.iter().zip(&snap.filters).rev() {
+            if f.as_ref().is_some_and(|f| !f.may_contain(key)) {
+                continue;
+            }
             if let Some(v) = t.get(key)? {
                 return Ok(Some(Location::decode(&v)));
             }
@@ -818,6 +882,7 @@ impl Index {
             self.counters()?
         };
         counters.generation += 1;
+        let mut run_filters = self.run_filters.read().clone();
         let mut txn = db.begin_write()?;
         txn.set_durability(if durable {
             Durability::Immediate
@@ -834,14 +899,15 @@ impl Index {
             if let Some(f) = &self.filter {
                 f.clear();
             }
+            run_filters.clear();
         }
-        let fresh = self.apply_updates(&txn, &batch, counters.generation)?;
+        let fresh = self.apply_updates(&txn, &batch, counters.generation, &run_filters)?;
         // Readers must never find a committed key absent from the filter.
         if let Some(f) = &self.filter {
             fresh.iter().for_each(|(k, _)| f.insert(k));
         }
-        Self::write_run(&txn, &fresh, &mut counters)?;
-        self.compact(&txn)?;
+        Self::write_run(&txn, &fresh, &mut counters, &mut run_filters)?;
+        self.compact(&txn, counters.generation, &mut run_filters)?;
         {
             let mut segs = txn.open_table(SEGMENTS)?;
             for (id, info) in &batch.segments {
@@ -854,6 +920,7 @@ impl Index {
             meta.insert(META_COUNTERS, counters.encode().as_slice())?;
         }
         txn.commit()?;
+        *self.run_filters.write() = run_filters;
         self.commits.fetch_add(1, Ordering::AcqRel);
         *self.snapshot.write() = None;
         Ok(counters)
@@ -908,11 +975,20 @@ impl Index {
         txn: &WriteTransaction,
         batch: &Batch,
         generation: u64,
+        run_filters: &RunFilters,
     ) -> Result<Vec<(IndexKey, Location)>> {
+        // Newest first, as lookups search, each with its run filter.
         let mut tables = Self::block_tables(txn)?
             .iter()
-            .map(|n| Ok((txn.open_table(rows::rows_def(n))?, Self::shape(txn, n)?.1)))
+            .rev()
+            .map(|n| {
+                let t = txn.open_table(rows::rows_def(n))?;
+                Ok((t, Self::shape(txn, n)?.1, run_filters.get(n).cloned()))
+            })
             .collect::<Result<Vec<_>>>()?;
+        let skip = |f: &Option<Arc<BloomStage>>, k: &IndexKey| {
+            f.as_ref().is_some_and(|f| !f.may_contain(k))
+        };
         let stamp = |(k, l): &(IndexKey, Location)| {
             (
                 *k,
@@ -927,7 +1003,10 @@ impl Index {
             let (k, loc) = stamp(e);
             let mut updated = false;
             if self.may_contain(&k) {
-                for (t, buckets) in tables.iter_mut() {
+                for (t, buckets, f) in tables.iter_mut() {
+                    if skip(f, &k) {
+                        continue;
+                    }
                     if let Some(mut found) = rows::find(t, *buckets, &k)? {
                         found.set(loc.encode());
                         found.store(t)?;
@@ -957,7 +1036,10 @@ impl Index {
                 dedup[i].1.flags |= FLAG_INDIRECT_COMPLETE;
                 continue;
             }
-            for (t, buckets) in tables.iter_mut() {
+            for (t, buckets, f) in tables.iter_mut() {
+                if skip(f, k) {
+                    continue;
+                }
                 if let Some(mut found) = rows::find(t, *buckets, k)? {
                     let mut loc = Location::decode(&found.loc());
                     loc.flags |= FLAG_INDIRECT_COMPLETE;
@@ -971,16 +1053,20 @@ impl Index {
     }
 
     /// Writes sorted new entries as a new run (packed rows appended through a cursor)
-    /// and counts them.
+    /// with its filter, and counts them.
     fn write_run(
         txn: &WriteTransaction,
         fresh: &[(IndexKey, Location)],
         counters: &mut Counters,
+        run_filters: &mut RunFilters,
     ) -> Result<()> {
         if fresh.is_empty() {
             return Ok(());
         }
         let name = run_name(counters.generation);
+        let filter = BloomStage::new(fresh.len());
+        fresh.iter().for_each(|(k, _)| filter.insert(k));
+        run_filters.insert(name.clone(), Arc::new(filter));
         let buckets = rows::buckets_for(fresh.len() as u64);
         let entries = fresh.iter().map(|(k, l)| Ok((*k, l.encode())));
         let n = rows::write_sorted(txn, &name, buckets, entries)?;
@@ -994,11 +1080,17 @@ impl Index {
     }
 
     /// Keeps lookups cheap and merges amortized: the runs are merged into the main table
-    /// once they hold 1/[`MAIN_MERGE_DIVISOR`] of its entries; otherwise the newest two
-    /// runs merge while the newer is more than half the size of the older (so run sizes
-    /// fall geometrically and there are O(log n) of them), or when there are more than
-    /// [`MAX_RUNS`].
-    fn compact(&self, txn: &WriteTransaction) -> Result<()> {
+    /// once they hold 1/[`MAIN_MERGE_DIVISOR`] of its entries; otherwise the newest
+    /// [`RUN_FAN_IN`] runs merge while the newer ones together hold at least as many
+    /// entries as the oldest of them (so run sizes grow geometrically and there are
+    /// O(log n) of them), and the newest two merge while there are more than [`MAX_RUNS`].
+    /// A merged run is named after `generation` (the committing one) and gets a filter.
+    fn compact(
+        &self,
+        txn: &WriteTransaction,
+        generation: u64,
+        run_filters: &mut RunFilters,
+    ) -> Result<()> {
         let names = Self::block_tables(txn)?;
         let len = |n: &str| Ok::<_, Error>(Self::shape(txn, n)?.0);
         // An empty main table (a GC can retire every key) still exists and must be merged
@@ -1020,19 +1112,27 @@ impl Index {
                 .into_iter()
                 .chain(runs.iter().map(|r| r.0.clone()))
                 .collect();
-            Self::merge_tables(txn, &sources, MAIN)?;
+            Self::merge_tables(txn, &sources, MAIN, None)?;
+            run_filters.clear();
             return self.save_filter(txn);
         }
-        while runs.len() >= 2 {
-            let n = runs.len();
-            let (older, newer) = (runs[n - 2].1, runs[n - 1].1);
-            if newer * 2 <= older && n <= MAX_RUNS {
-                break;
+        let target = run_name(generation);
+        while let Some(k) = runs_to_merge(&runs) {
+            let first = runs.len() - k;
+            let sources: Vec<String> = runs[first..].iter().map(|r| r.0.clone()).collect();
+            // The run named after this commit, if any, is the newest and so a source.
+            if runs[..first].iter().any(|r| r.0 == target) {
+                return Err(Error::Index(format!("run {target} exists")));
             }
-            let sources = [runs[n - 2].0.clone(), runs[n - 1].0.clone()];
-            Self::merge_tables(txn, &sources, &sources[0])?;
-            runs.pop();
-            runs[n - 2].1 = older + newer;
+            let merged: u64 = runs[first..].iter().map(|r| r.1).sum();
+            let filter = BloomStage::new(merged as usize);
+            let n = Self::merge_tables(txn, &sources, &target, Some(&filter))?;
+            for name in &sources {
+                run_filters.remove(name);
+            }
+            run_filters.insert(target.clone(), Arc::new(filter));
+            runs.truncate(first);
+            runs.push((target.clone(), n));
         }
         Ok(())
     }
@@ -1059,8 +1159,14 @@ impl Index {
     }
 
     /// Streams the merge of `sources` (oldest first; the newest entry of a key wins) into a
-    /// fresh table, deletes the sources and names the result `target`.
-    fn merge_tables(txn: &WriteTransaction, sources: &[String], target: &str) -> Result<()> {
+    /// fresh table, deletes the sources and names the result `target`; adds its keys to
+    /// `filter` and returns how many there are.
+    fn merge_tables(
+        txn: &WriteTransaction,
+        sources: &[String],
+        target: &str,
+        filter: Option<&BloomStage>,
+    ) -> Result<u64> {
         let shapes = sources
             .iter()
             .map(|n| Self::shape(txn, n))
@@ -1077,7 +1183,12 @@ impl Index {
                 .zip(&shapes)
                 .map(|(t, s)| rows::entries(t, s.1, None))
                 .collect::<Result<Vec<_>>>()?;
-            rows::write_sorted(txn, MERGE_TMP, buckets, MergeIter(Merge::new(iters)?))?
+            let merged = MergeIter(Merge::new(iters)?).inspect(|e| {
+                if let (Ok((k, _)), Some(f)) = (e, filter) {
+                    f.insert(k);
+                }
+            });
+            rows::write_sorted(txn, MERGE_TMP, buckets, merged)?
         };
         for name in sources {
             txn.delete_table(rows::rows_def(name))?;
@@ -1085,8 +1196,22 @@ impl Index {
         }
         txn.rename_table(rows::rows_def(MERGE_TMP), rows::rows_def(target))?;
         Self::set_shape(txn, target, Some((n, buckets)))?;
-        Ok(())
+        Ok(n)
     }
+}
+
+/// How many of the newest `runs` (name, entries; oldest first) to merge into one, if any:
+/// the newest [`RUN_FAN_IN`] once the newer ones hold as many entries as the oldest of them,
+/// else the newest two while there are more than [`MAX_RUNS`].
+fn runs_to_merge(runs: &[(String, u64)]) -> Option<usize> {
+    let n = runs.len();
+    if n >= RUN_FAN_IN {
+        let newer: u64 = runs[n - RUN_FAN_IN + 1..].iter().map(|r| r.1).sum();
+        if newer >= runs[n - RUN_FAN_IN].1 {
+            return Some(RUN_FAN_IN);
+        }
+    }
+    (n > MAX_RUNS).then_some(2)
 }
 
 /// Bits per key of each filter stage: ~0.5% false positives with 7 probes per 512-bit block.
@@ -1455,10 +1580,9 @@ mod tests {
         let layout = idx.layout().unwrap();
         assert_eq!(layout.main + layout.runs.iter().sum::<u64>(), u64::from(n));
         assert!(layout.runs.len() <= MAX_RUNS);
-        // Run sizes fall geometrically (newest more than half the older ones get merged).
-        for w in layout.runs.windows(2) {
-            assert!(w[1] * 2 <= w[0], "{layout:?}");
-        }
+        // Compaction left nothing to merge.
+        let named: Vec<(String, u64)> = layout.runs.iter().map(|&n| (String::new(), n)).collect();
+        assert_eq!(runs_to_merge(&named), None, "{layout:?}");
         assert_eq!(idx.counters().unwrap().blocks, u64::from(n));
         for i in 0..n {
             let got = idx.get(&key_n(i)).unwrap().unwrap();
@@ -1770,6 +1894,102 @@ mod tests {
             .unwrap();
         assert!((0..5000).all(|i| g.may_contain(&key_n(i))));
         assert_eq!(g.memory_bytes(), f.memory_bytes());
+    }
+
+    /// Every run's filter admits every key of its run.
+    fn check_run_filters(idx: &Index) {
+        let snap = idx.open_snapshot().unwrap();
+        for ((t, f), name) in snap.tables.iter().zip(&snap.filters).zip(&snap.names) {
+            if let Some(f) = f {
+                for e in t.entries(None).unwrap() {
+                    assert!(f.may_contain(&e.unwrap().0), "{name}");
+                }
+            }
+        }
+    }
+
+    /// One commit of the model test: new keys (not indexed yet) and upserts of any key,
+    /// as (key number, location number).
+    type ModelCommit = (Vec<u32>, Vec<(u32, u32)>);
+
+    /// Applies `commits` to `idx` and to a map, checking after each that lookups, the run
+    /// filters and a key-order scan agree with the map; returns the map.
+    fn run_model(
+        idx: &Index,
+        commits: &[ModelCommit],
+    ) -> std::collections::BTreeMap<IndexKey, u32> {
+        let mut model = std::collections::BTreeMap::new();
+        for (fresh, upserts) in commits {
+            let mut batch = Batch::default();
+            let mut seen = std::collections::HashSet::new();
+            for &i in fresh {
+                if !model.contains_key(&key_n(i)) && seen.insert(i) {
+                    batch.new_blocks.push((key_n(i), loc_n(i)));
+                    model.insert(key_n(i), i);
+                }
+            }
+            for &(i, l) in upserts {
+                if seen.insert(i) {
+                    batch.blocks.push((key_n(i), loc_n(l)));
+                    model.insert(key_n(i), l);
+                }
+            }
+            idx.commit(batch, false).unwrap();
+            check_model(idx, &model);
+        }
+        model
+    }
+
+    fn check_model(idx: &Index, model: &std::collections::BTreeMap<IndexKey, u32>) {
+        for (k, &l) in model {
+            let got = idx.get(k).unwrap().map(|g| (g.segment, g.offset));
+            assert_eq!(got, Some((loc_n(l).segment, loc_n(l).offset)));
+        }
+        for i in 100_000..100_050 {
+            assert!(idx.get(&key_n(i)).unwrap().is_none());
+        }
+        let keys = idx.keys_from(None, false, usize::MAX).unwrap();
+        assert_eq!(keys, model.keys().copied().collect::<Vec<_>>());
+        check_run_filters(idx);
+    }
+
+    #[test]
+    fn compaction_keeps_runs_few_and_filtered() {
+        let idx = Index::in_memory().unwrap();
+        // Equal commits: runs merge in fours, then into main once they hold as much.
+        let commits: Vec<ModelCommit> = (0..40u32)
+            .map(|c| ((c * 50..(c + 1) * 50).collect(), vec![]))
+            .collect();
+        run_model(&idx, &commits);
+        let layout = idx.layout().unwrap();
+        assert!(layout.runs.len() < 2 * RUN_FAN_IN, "{layout:?}");
+        assert!(layout.main >= layout.runs.iter().sum::<u64>(), "{layout:?}");
+        let snap = idx.open_snapshot().unwrap();
+        let filtered = snap.filters.iter().filter(|f| f.is_some()).count();
+        assert_eq!(filtered, layout.runs.len());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn lookups_after_any_commit_sequence_match_a_map(
+            commits in proptest::collection::vec(
+                (
+                    proptest::collection::vec(0u32..2000, 0..120),
+                    proptest::collection::vec((0u32..2000, 0u32..5000), 0..20),
+                ),
+                1..24,
+            )
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("index.redb");
+            let idx = open_file(&path, crate::io::OpenMode::CreateNew);
+            let model = run_model(&idx, &commits);
+            drop(idx);
+            // A reopen rebuilds the run filters from the runs.
+            let idx = open_file(&path, crate::io::OpenMode::Write);
+            check_model(&idx, &model);
+        }
     }
 
     proptest! {
