@@ -1326,7 +1326,9 @@ impl NegativeFilter {
 
     /// False when `key` was certainly never inserted.
     pub fn may_contain(&self, key: &IndexKey) -> bool {
-        self.stages.read().iter().any(|s| s.may_contain(key))
+        // Largest stage first: it holds the most keys, so a present key is found sooner
+        // (each stage probed is a cache miss).
+        self.stages.read().iter().rev().any(|s| s.may_contain(key))
     }
 
     /// The filter as rows of the `filter` table: [`FILTER_HEADER_KEY`] → stage count then
