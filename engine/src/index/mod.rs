@@ -580,11 +580,11 @@ impl Index {
         let snap = self.open_snapshot()?;
         let saved = self.saved_filter(&snap)?;
         let main_saved = saved.is_some();
-        let filter =
+        let mut filter =
             saved.unwrap_or_else(|| NegativeFilter::new(snap.lens.iter().sum::<u64>() as usize));
         let mut runs = RunFilters::new();
         for ((t, name), len) in snap.tables.iter().zip(&snap.names).zip(&snap.lens) {
-            let run = name
+            let mut run = name
                 .starts_with(RUN_PREFIX)
                 .then(|| BloomStage::new(*len as usize));
             if run.is_none() && main_saved && name == MAIN {
@@ -592,9 +592,9 @@ impl Index {
             }
             for e in t.entries(None)? {
                 let k = e?.0;
-                filter.insert(&k);
-                if let Some(r) = &run {
-                    r.insert(&k);
+                filter.insert_owned(&k);
+                if let Some(r) = &mut run {
+                    r.insert_owned(&k);
                 }
             }
             if let Some(r) = run {
@@ -1064,8 +1064,8 @@ impl Index {
             return Ok(());
         }
         let name = run_name(counters.generation);
-        let filter = BloomStage::new(fresh.len());
-        fresh.iter().for_each(|(k, _)| filter.insert(k));
+        let mut filter = BloomStage::new(fresh.len());
+        fresh.iter().for_each(|(k, _)| filter.insert_owned(k));
         run_filters.insert(name.clone(), Arc::new(filter));
         let buckets = rows::buckets_for(fresh.len() as u64);
         let entries = fresh.iter().map(|(k, l)| Ok((*k, l.encode())));
@@ -1125,8 +1125,8 @@ impl Index {
                 return Err(Error::Index(format!("run {target} exists")));
             }
             let merged: u64 = runs[first..].iter().map(|r| r.1).sum();
-            let filter = BloomStage::new(merged as usize);
-            let n = Self::merge_tables(txn, &sources, &target, Some(&filter))?;
+            let mut filter = BloomStage::new(merged as usize);
+            let n = Self::merge_tables(txn, &sources, &target, Some(&mut filter))?;
             for name in &sources {
                 run_filters.remove(name);
             }
@@ -1165,7 +1165,7 @@ impl Index {
         txn: &WriteTransaction,
         sources: &[String],
         target: &str,
-        filter: Option<&BloomStage>,
+        mut filter: Option<&mut BloomStage>,
     ) -> Result<u64> {
         let shapes = sources
             .iter()
@@ -1184,8 +1184,8 @@ impl Index {
                 .map(|(t, s)| rows::entries(t, s.1, None))
                 .collect::<Result<Vec<_>>>()?;
             let merged = MergeIter(Merge::new(iters)?).inspect(|e| {
-                if let (Ok((k, _)), Some(f)) = (e, filter) {
-                    f.insert(k);
+                if let (Ok((k, _)), Some(f)) = (e, filter.as_deref_mut()) {
+                    f.insert_owned(k);
                 }
             });
             rows::write_sorted(txn, MERGE_TMP, buckets, merged)?
@@ -1266,6 +1266,18 @@ impl BloomStage {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// [`BloomStage::insert`] while nobody else can see the stage (no atomic operations).
+    fn insert_owned(&mut self, key: &IndexKey) {
+        let probes: [(usize, u64); FILTER_PROBES as usize] = {
+            let mut p = self.probes(key);
+            std::array::from_fn(|_| p.next().unwrap_or_default())
+        };
+        for (w, m) in probes {
+            *self.words[w].get_mut() |= m;
+        }
+        *self.count.get_mut() += 1;
+    }
+
     fn may_contain(&self, key: &IndexKey) -> bool {
         self.probes(key)
             .all(|(w, m)| self.words[w].load(Ordering::Relaxed) & m != 0)
@@ -1314,6 +1326,22 @@ impl NegativeFilter {
         }
         if let Some(last) = stages.last() {
             last.insert(key);
+        }
+    }
+
+    /// [`NegativeFilter::insert`] while nobody else can see the filter (no locks or
+    /// atomic operations).
+    fn insert_owned(&mut self, key: &IndexKey) {
+        let stages = self.stages.get_mut();
+        let cap = match stages.last() {
+            Some(s) if (s.count.load(Ordering::Relaxed) as usize) < s.capacity => None,
+            last => Some(last.map_or(FILTER_MIN_CAPACITY, |s| s.capacity * 2)),
+        };
+        if let Some(cap) = cap {
+            stages.push(BloomStage::new(cap));
+        }
+        if let Some(last) = stages.last_mut() {
+            last.insert_owned(key);
         }
     }
 
