@@ -208,8 +208,9 @@ fn reads(n: u64, open: impl Fn(OpenMode) -> Index) {
     let t = Timer::start();
     let index = open(OpenMode::Write);
     println!(
-        "reopen (writable, builds the filter): {:.1} s",
-        t.0.elapsed().as_secs_f64()
+        "reopen (writable, builds the filter): {:.2} s ({:?})",
+        t.0.elapsed().as_secs_f64(),
+        index.filter_open_stats()
     );
 
     let probes = 1_000_000u64;

@@ -10,12 +10,15 @@
 //!   main table, and a merge costs a copy per entry rather than a B-tree insert;
 //! - `block_counts`: entries and buckets per block table;
 //! - `segments`: segment id (u32) → [`SegmentInfo`];
-//! - `meta`: name → bytes (format version, hash algorithm, counters).
+//! - `meta`: name → bytes (format version, hash algorithm, counters);
+//! - `filter` and `run_filters`: the saved negative filter and each run's saved filter
+//!   (see [`runfilter`]), loaded by a writable open instead of scanning the tables.
 //!
 //! Version 1 and 2 files (`blocks`, `blocks.run.<id>`: one B-tree entry per key) are read
 //! as they are by read-only handles and converted by the first writable open.
 
 mod rows;
+mod runfilter;
 
 use crate::error::{Error, Result};
 use crate::hash::{HashAlg, HashCode};
@@ -379,6 +382,22 @@ pub struct Index {
     filter: Option<NegativeFilter>,
     /// Writable handles only: the filter of each run (empty on read-only handles).
     run_filters: RwLock<RunFilters>,
+    /// How the writable open got its filters.
+    open_stats: FilterOpenStats,
+    /// Runs whose keys the negative filter holds only through their run filter (the runs
+    /// of the open): a merge that takes them adds their keys to it and the filters go.
+    uncovered: parking_lot::Mutex<RunFilters>,
+}
+
+/// How a writable open got the run filters, from [`Index::filter_open_stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FilterOpenStats {
+    /// Runs whose saved filter was loaded.
+    pub runs_loaded: usize,
+    /// Runs scanned to rebuild a missing or invalid saved filter.
+    pub runs_rebuilt: usize,
+    /// Entries read to build filters (rebuilt runs, and the main table without a saved filter).
+    pub entries_scanned: u64,
 }
 
 impl std::fmt::Debug for Index {
@@ -436,6 +455,11 @@ impl<I: Iterator<Item = Result<Entry>>> Merge<I> {
     }
 
     fn next_entry(&mut self) -> Result<Option<Entry>> {
+        Ok(self.next_from()?.map(|(_, e)| e))
+    }
+
+    /// The next entry and the stream it came from (the newest holding its key).
+    fn next_from(&mut self) -> Result<Option<(usize, Entry)>> {
         let mut best: Option<(usize, IndexKey)> = None;
         for (i, h) in self.heads.iter().enumerate() {
             if let Some((k, _)) = h {
@@ -453,7 +477,7 @@ impl<I: Iterator<Item = Result<Entry>>> Merge<I> {
                 self.heads[i] = self.iters[i].next().transpose()?;
             }
         }
-        Ok(out)
+        Ok(out.map(|e| (winner, e)))
     }
 }
 
@@ -491,6 +515,8 @@ impl Index {
             cache_snapshots,
             filter: None,
             run_filters: RwLock::new(RunFilters::new()),
+            open_stats: FilterOpenStats::default(),
+            uncovered: parking_lot::Mutex::new(RunFilters::new()),
         }
     }
 
@@ -573,37 +599,105 @@ impl Index {
         Ok(ix)
     }
 
-    /// Loads the filter saved at the last merge into the main table and adds the keys of
-    /// the runs (every key indexed since); without a usable saved filter, scans every table.
-    /// Builds each run's filter from its keys.
+    /// Loads the filter saved at the last merge into the main table (without a usable one,
+    /// scans the main table) and each run's saved filter (without a valid one, scans the run
+    /// to rebuild it, then saves it). The negative filter keeps the run filters as stages of
+    /// its own instead of the runs' keys, so no run is scanned when its filter was saved.
     fn build_filter(&mut self) -> Result<()> {
         let snap = self.open_snapshot()?;
         let saved = self.saved_filter(&snap)?;
         let main_saved = saved.is_some();
-        let mut filter =
-            saved.unwrap_or_else(|| NegativeFilter::new(snap.lens.iter().sum::<u64>() as usize));
-        let mut runs = RunFilters::new();
+        let is_run = |n: &String| n.starts_with(RUN_PREFIX);
+        let unsaved: u64 = (snap.names.iter().zip(&snap.lens))
+            .filter(|(n, _)| !is_run(n))
+            .map(|(_, l)| *l)
+            .sum();
+        let mut filter = saved.unwrap_or_else(|| NegativeFilter::new(unsaved as usize));
+        let txn = self.begin_read()?;
+        let saved_runs = missing_ok(txn.open_table(runfilter::RUN_FILTERS))?;
+        let mut stats = FilterOpenStats::default();
+        let (mut runs, mut rebuilt) = (RunFilters::new(), Vec::new());
         for ((t, name), len) in snap.tables.iter().zip(&snap.names).zip(&snap.lens) {
-            let mut run = name
-                .starts_with(RUN_PREFIX)
-                .then(|| BloomStage::new(*len as usize));
-            if run.is_none() && main_saved && name == MAIN {
+            if !is_run(name) {
+                if !main_saved {
+                    for e in t.entries(None)? {
+                        filter.insert_owned(&e?.0);
+                        stats.entries_scanned += 1;
+                    }
+                }
                 continue;
             }
-            for e in t.entries(None)? {
-                let k = e?.0;
-                filter.insert_owned(&k);
-                if let Some(r) = &mut run {
-                    r.insert_owned(&k);
+            let loaded = match &saved_runs {
+                Some(s) => runfilter::load(s, name, *len)?,
+                None => None,
+            };
+            let run = match loaded {
+                Some(run) => {
+                    stats.runs_loaded += 1;
+                    Arc::new(run)
                 }
-            }
-            if let Some(r) = run {
-                runs.insert(name.clone(), Arc::new(r));
-            }
+                None => {
+                    let mut run = BloomStage::with_bits(*len as usize, RUN_FILTER_BITS_PER_KEY);
+                    for e in t.entries(None)? {
+                        run.insert_owned(&e?.0);
+                        stats.entries_scanned += 1;
+                    }
+                    stats.runs_rebuilt += 1;
+                    let run = Arc::new(run);
+                    rebuilt.push((name.clone(), *len, run.clone()));
+                    run
+                }
+            };
+            filter.add_run_filter(run.clone());
+            self.uncovered.get_mut().insert(name.clone(), run.clone());
+            runs.insert(name.clone(), run);
         }
+        let orphans = match &saved_runs {
+            Some(s) => runfilter::names(s)?
+                .into_iter()
+                .filter(|n| !runs.contains_key(n))
+                .collect(),
+            None => Vec::new(),
+        };
+        drop((saved_runs, txn, snap));
+        self.save_run_filters(&rebuilt, &orphans)?;
         self.filter = Some(filter);
         *self.run_filters.write() = runs;
+        self.open_stats = stats;
         Ok(())
+    }
+
+    /// Saves the run filters an open rebuilt (`(run, entries, filter)`) and removes the
+    /// saved filters of runs that no longer exist (left by a binary that did not save run
+    /// filters and so did not remove them), in one transaction, if there is anything to do.
+    fn save_run_filters(
+        &self,
+        rebuilt: &[(String, u64, Arc<BloomStage>)],
+        orphans: &[String],
+    ) -> Result<()> {
+        let Db::Rw(db) = &self.db else {
+            return Ok(());
+        };
+        if rebuilt.is_empty() && orphans.is_empty() {
+            return Ok(());
+        }
+        let txn = db.begin_write()?;
+        for name in orphans {
+            runfilter::remove(&txn, name)?;
+        }
+        for (name, entries, filter) in rebuilt {
+            // Nothing else writes during the open; checked all the same.
+            if Self::shape(&txn, name)?.0 == *entries {
+                runfilter::save(&txn, name, *entries, filter)?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// How the writable open got its filters (all zero for other handles).
+    pub fn filter_open_stats(&self) -> FilterOpenStats {
+        self.open_stats
     }
 
     /// The saved filter, if it covers the main table of `snap` (the first table).
@@ -896,6 +990,7 @@ impl Index {
             }
             txn.delete_table(COUNTS)?;
             txn.delete_table(FILTER)?;
+            txn.delete_table(runfilter::RUN_FILTERS)?;
             if let Some(f) = &self.filter {
                 f.clear();
             }
@@ -907,7 +1002,10 @@ impl Index {
             fresh.iter().for_each(|(k, _)| f.insert(k));
         }
         Self::write_run(&txn, &fresh, &mut counters, &mut run_filters)?;
-        self.compact(&txn, counters.generation, &mut run_filters)?;
+        let uncovered = self.uncovered.lock().clone();
+        let mut covered = Vec::new();
+        let gen = counters.generation;
+        self.compact(&txn, gen, &mut run_filters, (&uncovered, &mut covered))?;
         {
             let mut segs = txn.open_table(SEGMENTS)?;
             for (id, info) in &batch.segments {
@@ -921,9 +1019,46 @@ impl Index {
         }
         txn.commit()?;
         *self.run_filters.write() = run_filters;
+        self.drop_covered(&covered, batch.clear_blocks);
         self.commits.fetch_add(1, Ordering::AcqRel);
         *self.snapshot.write() = None;
         Ok(counters)
+    }
+
+    /// Forgets the runs of the open (and drops their filters from the negative filter)
+    /// whose keys a committed merge added to it, or all of them after `cleared`.
+    fn drop_covered(&self, covered: &[String], cleared: bool) {
+        let mut uncovered = self.uncovered.lock();
+        if cleared {
+            uncovered.clear();
+        }
+        for name in covered {
+            if let (Some(run), Some(f)) = (uncovered.remove(name), &self.filter) {
+                f.drop_run_filter(&run);
+            }
+        }
+    }
+
+    /// A merge's `on_key` part for the runs of the open among `sources`: adds the keys it
+    /// takes from them to the negative filter, and notes those runs in `covered`.
+    fn cover<'a>(
+        &'a self,
+        sources: &[String],
+        (uncovered, covered): (&RunFilters, &mut Vec<String>),
+    ) -> impl FnMut(usize, &IndexKey) + 'a {
+        let from_open: Vec<bool> = sources.iter().map(|n| uncovered.contains_key(n)).collect();
+        covered.extend(
+            sources
+                .iter()
+                .filter(|n| uncovered.contains_key(*n))
+                .cloned(),
+        );
+        let filter = self.filter.as_ref().filter(|_| from_open.contains(&true));
+        move |src, k| {
+            if let (Some(f), Some(true)) = (filter, from_open.get(src)) {
+                f.insert(k);
+            }
+        }
     }
 
     /// Names of the main table (when present) and the runs, oldest first.
@@ -1064,13 +1199,14 @@ impl Index {
             return Ok(());
         }
         let name = run_name(counters.generation);
-        let mut filter = BloomStage::new(fresh.len());
+        let mut filter = BloomStage::with_bits(fresh.len(), RUN_FILTER_BITS_PER_KEY);
         fresh.iter().for_each(|(k, _)| filter.insert_owned(k));
-        run_filters.insert(name.clone(), Arc::new(filter));
         let buckets = rows::buckets_for(fresh.len() as u64);
         let entries = fresh.iter().map(|(k, l)| Ok((*k, l.encode())));
         let n = rows::write_sorted(txn, &name, buckets, entries)?;
         Self::set_shape(txn, &name, Some((n, buckets)))?;
+        runfilter::save(txn, &name, n, &filter)?;
+        run_filters.insert(name, Arc::new(filter));
         for (_, loc) in fresh {
             counters.blocks += 1;
             counters.stored_bytes += u64::from(loc.stored_len);
@@ -1090,6 +1226,7 @@ impl Index {
         txn: &WriteTransaction,
         generation: u64,
         run_filters: &mut RunFilters,
+        (uncovered, covered): (&RunFilters, &mut Vec<String>),
     ) -> Result<()> {
         let names = Self::block_tables(txn)?;
         let len = |n: &str| Ok::<_, Error>(Self::shape(txn, n)?.0);
@@ -1112,7 +1249,10 @@ impl Index {
                 .into_iter()
                 .chain(runs.iter().map(|r| r.0.clone()))
                 .collect();
-            Self::merge_tables(txn, &sources, MAIN, None)?;
+            // The saved filter is the negative filter without the run filters of the
+            // open: every key the merge takes from those runs is added to it first.
+            let mut cover = self.cover(&sources, (uncovered, covered));
+            Self::merge_tables(txn, &sources, MAIN, &mut cover)?;
             run_filters.clear();
             return self.save_filter(txn);
         }
@@ -1125,8 +1265,13 @@ impl Index {
                 return Err(Error::Index(format!("run {target} exists")));
             }
             let merged: u64 = runs[first..].iter().map(|r| r.1).sum();
-            let mut filter = BloomStage::new(merged as usize);
-            let n = Self::merge_tables(txn, &sources, &target, Some(&mut filter))?;
+            let mut filter = BloomStage::with_bits(merged as usize, RUN_FILTER_BITS_PER_KEY);
+            let mut cover = self.cover(&sources, (uncovered, &mut *covered));
+            let n = Self::merge_tables(txn, &sources, &target, &mut |src, k| {
+                cover(src, k);
+                filter.insert_owned(k);
+            })?;
+            runfilter::save(txn, &target, n, &filter)?;
             for name in &sources {
                 run_filters.remove(name);
             }
@@ -1137,9 +1282,10 @@ impl Index {
         Ok(())
     }
 
-    /// Saves the filter (a superset of the main table's keys, which now hold every key).
-    /// A main table under [`FILTER_SAVE_MIN_KEYS`] gets none: scanning it at open is
-    /// cheap, and the filter's minimum capacity would take more bytes than the table.
+    /// Saves the filter (a superset of the main table's keys, which now hold every key),
+    /// without the run filters it holds as stages (see [`Index::cover`]). A main table
+    /// under [`FILTER_SAVE_MIN_KEYS`] gets none: scanning it at open is cheap, and the
+    /// filter's minimum capacity would take more bytes than the table.
     fn save_filter(&self, txn: &WriteTransaction) -> Result<()> {
         txn.delete_table(FILTER)?;
         let Some(f) = &self.filter else {
@@ -1159,13 +1305,14 @@ impl Index {
     }
 
     /// Streams the merge of `sources` (oldest first; the newest entry of a key wins) into a
-    /// fresh table, deletes the sources and names the result `target`; adds its keys to
-    /// `filter` and returns how many there are.
+    /// fresh table, deletes the sources (and their saved filters) and names the result
+    /// `target`; calls `on_key` with each of its keys (and the source it came from) and
+    /// returns how many there are.
     fn merge_tables(
         txn: &WriteTransaction,
         sources: &[String],
         target: &str,
-        mut filter: Option<&mut BloomStage>,
+        on_key: &mut dyn FnMut(usize, &IndexKey),
     ) -> Result<u64> {
         let shapes = sources
             .iter()
@@ -1183,16 +1330,20 @@ impl Index {
                 .zip(&shapes)
                 .map(|(t, s)| rows::entries(t, s.1, None))
                 .collect::<Result<Vec<_>>>()?;
-            let merged = MergeIter(Merge::new(iters)?).inspect(|e| {
-                if let (Ok((k, _)), Some(f)) = (e, filter.as_deref_mut()) {
-                    f.insert_owned(k);
-                }
+            let mut merge = Merge::new(iters)?;
+            let merged = std::iter::from_fn(|| {
+                let next = merge.next_from().transpose()?;
+                Some(next.map(|(src, e)| {
+                    on_key(src, &e.0);
+                    e
+                }))
             });
             rows::write_sorted(txn, MERGE_TMP, buckets, merged)?
         };
         for name in sources {
             txn.delete_table(rows::rows_def(name))?;
             Self::set_shape(txn, name, None)?;
+            runfilter::remove(txn, name)?;
         }
         txn.rename_table(rows::rows_def(MERGE_TMP), rows::rows_def(target))?;
         Self::set_shape(txn, target, Some((n, buckets)))?;
@@ -1216,6 +1367,10 @@ fn runs_to_merge(runs: &[(String, u64)]) -> Option<usize> {
 
 /// Bits per key of each filter stage: ~0.5% false positives with 7 probes per 512-bit block.
 pub const FILTER_BITS_PER_KEY: usize = 12;
+/// Bits per key of a run's filter: ~0.1% false positives. A writable open adds the saved
+/// run filters to the negative filter as stages of their own (instead of scanning the
+/// runs' keys into it), so their false positives add up there.
+pub const RUN_FILTER_BITS_PER_KEY: usize = 16;
 /// Capacity of the first filter stage when the store is small.
 pub const FILTER_MIN_CAPACITY: usize = 1 << 20;
 const FILTER_PROBES: u32 = 7;
@@ -1239,7 +1394,12 @@ struct BloomStage {
 
 impl BloomStage {
     fn new(capacity: usize) -> Self {
-        let blocks = (capacity * FILTER_BITS_PER_KEY).div_ceil(512).max(1);
+        Self::with_bits(capacity, FILTER_BITS_PER_KEY)
+    }
+
+    /// An empty stage of `bits_per_key` bits per key of `capacity`.
+    fn with_bits(capacity: usize, bits_per_key: usize) -> Self {
+        let blocks = (capacity * bits_per_key).div_ceil(512).max(1);
         BloomStage {
             words: (0..blocks * 8).map(|_| AtomicU64::new(0)).collect(),
             blocks: blocks as u64,
@@ -1293,6 +1453,10 @@ impl BloomStage {
 #[derive(Debug)]
 pub struct NegativeFilter {
     stages: RwLock<Vec<BloomStage>>,
+    /// The run filters a writable open loaded (shared with the index's per-run filters):
+    /// they stand for their runs' keys, which are not in `stages` until a merge takes the
+    /// run (see [`Index::cover`]). Not saved with the filter.
+    runs: RwLock<Vec<Arc<BloomStage>>>,
 }
 
 impl NegativeFilter {
@@ -1301,7 +1465,19 @@ impl NegativeFilter {
         let cap = (expected * 2).max(FILTER_MIN_CAPACITY);
         NegativeFilter {
             stages: RwLock::new(vec![BloomStage::new(cap)]),
+            runs: RwLock::new(Vec::new()),
         }
+    }
+
+    /// Adds the keys of a run filter by keeping the filter itself.
+    fn add_run_filter(&mut self, run: Arc<BloomStage>) {
+        self.runs.get_mut().push(run);
+    }
+
+    /// Drops a run filter given to [`NegativeFilter::add_run_filter`] once its keys were
+    /// inserted.
+    fn drop_run_filter(&self, run: &Arc<BloomStage>) {
+        self.runs.write().retain(|r| !Arc::ptr_eq(r, run));
     }
 
     /// Adds a key.
@@ -1350,6 +1526,7 @@ impl NegativeFilter {
         let mut stages = self.stages.write();
         let cap = stages.first().map_or(FILTER_MIN_CAPACITY, |s| s.capacity);
         *stages = vec![BloomStage::new(cap)];
+        self.runs.write().clear();
     }
 
     /// False when `key` was certainly never inserted.
@@ -1357,6 +1534,7 @@ impl NegativeFilter {
         // Largest stage first: it holds the most keys, so a present key is found sooner
         // (each stage probed is a cache miss).
         self.stages.read().iter().rev().any(|s| s.may_contain(key))
+            || self.runs.read().iter().any(|s| s.may_contain(key))
     }
 
     /// The filter as rows of the `filter` table: [`FILTER_HEADER_KEY`] → stage count then
@@ -1436,12 +1614,19 @@ impl NegativeFilter {
         }
         Ok(Some(NegativeFilter {
             stages: RwLock::new(stages),
+            runs: RwLock::new(Vec::new()),
         }))
     }
 
     /// Bytes of memory held by the bit arrays.
     pub fn memory_bytes(&self) -> usize {
-        self.stages.read().iter().map(|s| s.words.len() * 8).sum()
+        let runs: usize = self.runs.read().iter().map(|s| s.words.len() * 8).sum();
+        runs + self
+            .stages
+            .read()
+            .iter()
+            .map(|s| s.words.len() * 8)
+            .sum::<usize>()
     }
 }
 
@@ -1949,6 +2134,16 @@ mod tests {
         commits: &[ModelCommit],
     ) -> std::collections::BTreeMap<IndexKey, u32> {
         let mut model = std::collections::BTreeMap::new();
+        continue_model(idx, commits, &mut model);
+        model
+    }
+
+    /// [`run_model`] from the state `model` describes.
+    fn continue_model(
+        idx: &Index,
+        commits: &[ModelCommit],
+        model: &mut std::collections::BTreeMap<IndexKey, u32>,
+    ) {
         for (fresh, upserts) in commits {
             let mut batch = Batch::default();
             let mut seen = std::collections::HashSet::new();
@@ -1965,9 +2160,8 @@ mod tests {
                 }
             }
             idx.commit(batch, false).unwrap();
-            check_model(idx, &model);
+            check_model(idx, model);
         }
-        model
     }
 
     fn check_model(idx: &Index, model: &std::collections::BTreeMap<IndexKey, u32>) {
@@ -1999,6 +2193,209 @@ mod tests {
         assert_eq!(filtered, layout.runs.len());
     }
 
+    type RunFilterTable<'t> = redb::Table<'t, (&'static str, u64), &'static [u8]>;
+
+    /// Commits `sizes` to a new index file, returns the keys and the runs left.
+    fn file_with_runs(path: &std::path::Path, sizes: &[u32]) -> (u32, usize) {
+        let idx = open_file(path, crate::io::OpenMode::CreateNew);
+        let n = fill(&idx, sizes);
+        let runs = idx.layout().unwrap().runs.len();
+        assert!(runs >= 2, "{:?}", idx.layout().unwrap());
+        (n, runs)
+    }
+
+    /// Edits the `run_filters` rows of the index file `path` with `f` (run names in order).
+    fn edit_run_filters(
+        path: &std::path::Path,
+        f: impl FnOnce(&mut RunFilterTable<'_>, &[String]),
+    ) {
+        let db = Database::create(path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(runfilter::RUN_FILTERS).unwrap();
+            let names = runfilter::names(&t).unwrap();
+            f(&mut t, &names);
+        }
+        txn.commit().unwrap();
+    }
+
+    #[test]
+    fn a_writable_open_loads_the_saved_run_filters_without_scanning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let (n, runs) = file_with_runs(&path, &[300, 40, 40, 5, 5, 5]);
+        let idx = open_file(&path, crate::io::OpenMode::Write);
+        let want = FilterOpenStats {
+            runs_loaded: runs,
+            ..FilterOpenStats::default()
+        };
+        assert_eq!(idx.filter_open_stats(), want);
+        assert!((0..n).all(|i| idx.get(&key_n(i)).unwrap().is_some()));
+        check_run_filters(&idx);
+    }
+
+    #[test]
+    fn a_missing_or_corrupt_saved_run_filter_is_rebuilt_and_misses_no_key() {
+        type Edit = fn(&mut RunFilterTable<'_>, &str);
+        let edits: [(&str, Edit); 6] = [
+            ("header removed", |t, n| {
+                t.remove((n, runfilter::HEADER)).unwrap();
+            }),
+            ("words removed", |t, n| {
+                t.remove((n, 0)).unwrap();
+            }),
+            ("words zeroed", |t, n| {
+                let len = t.get((n, 0)).unwrap().unwrap().value().len();
+                t.insert((n, 0), vec![0u8; len].as_slice()).unwrap();
+            }),
+            ("words short", |t, n| {
+                let v = t.get((n, 0)).unwrap().unwrap().value().to_vec();
+                t.insert((n, 0), &v[..v.len() - 8]).unwrap();
+            }),
+            ("header short", |t, n| {
+                let v = t
+                    .get((n, runfilter::HEADER))
+                    .unwrap()
+                    .unwrap()
+                    .value()
+                    .to_vec();
+                t.insert((n, runfilter::HEADER), &v[..v.len() - 1]).unwrap();
+            }),
+            ("entry count stale", |t, n| {
+                let mut v = t
+                    .get((n, runfilter::HEADER))
+                    .unwrap()
+                    .unwrap()
+                    .value()
+                    .to_vec();
+                v[0] ^= 1;
+                t.insert((n, runfilter::HEADER), v.as_slice()).unwrap();
+            }),
+        ];
+        for (what, edit) in edits {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("index.redb");
+            let (n, runs) = file_with_runs(&path, &[300, 40, 40, 5, 5, 5]);
+            // Every run's filter broken the same way.
+            edit_run_filters(&path, |t, names| {
+                names.iter().for_each(|name| edit(t, name))
+            });
+            let idx = open_file(&path, crate::io::OpenMode::Write);
+            let stats = idx.filter_open_stats();
+            assert_eq!((stats.runs_loaded, stats.runs_rebuilt), (0, runs), "{what}");
+            assert!(
+                (0..n).all(|i| idx.get(&key_n(i)).unwrap().is_some()),
+                "{what}"
+            );
+            check_run_filters(&idx);
+            drop(idx);
+            // The open saved the rebuilt filters.
+            let idx = open_file(&path, crate::io::OpenMode::Write);
+            assert_eq!(idx.filter_open_stats().runs_loaded, runs, "{what}");
+            assert!(
+                (0..n).all(|i| idx.get(&key_n(i)).unwrap().is_some()),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn files_without_saved_run_filters_are_scanned_and_orphans_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let (n, runs) = file_with_runs(&path, &[300, 40, 40, 5, 5, 5]);
+        // As written before run filters were saved, plus rows of a run that is gone.
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.delete_table(runfilter::RUN_FILTERS).unwrap();
+        let gone = run_name(1 << 40);
+        txn.open_table(runfilter::RUN_FILTERS)
+            .unwrap()
+            .insert((gone.as_str(), runfilter::HEADER), [0u8; 3].as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+        drop(db);
+        let idx = open_file(&path, crate::io::OpenMode::Write);
+        assert_eq!(idx.filter_open_stats().runs_rebuilt, runs);
+        assert!((0..n).all(|i| idx.get(&key_n(i)).unwrap().is_some()));
+        let txn = idx.begin_read().unwrap();
+        let t = txn.open_table(runfilter::RUN_FILTERS).unwrap();
+        let mut names = runfilter::names(&t).unwrap();
+        names.sort();
+        let snap = idx.open_snapshot().unwrap();
+        let mut live: Vec<String> = snap
+            .names
+            .iter()
+            .filter(|n| n.starts_with(RUN_PREFIX))
+            .cloned()
+            .collect();
+        live.sort();
+        assert_eq!(names, live);
+    }
+
+    #[test]
+    fn a_merge_into_main_after_a_reopen_saves_a_filter_with_the_runs_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let (n, _) = file_with_runs(&path, &[300, 40, 40, 5, 5, 5]);
+        let idx = open_file(&path, crate::io::OpenMode::Write);
+        assert_eq!(idx.filter_open_stats().entries_scanned, 0);
+        let with_runs = idx.filter().unwrap().memory_bytes();
+        // As many new keys as the main table holds: everything merges into it.
+        let batch = Batch {
+            new_blocks: (n..2 * n).map(|i| (key_n(i), loc_n(i))).collect(),
+            ..Batch::default()
+        };
+        idx.commit(batch, true).unwrap();
+        assert!(idx.layout().unwrap().runs.is_empty());
+        // The run filters of the open left the negative filter: their keys are in it.
+        let f = idx.filter().unwrap();
+        assert!(f.memory_bytes() < with_runs);
+        assert!((0..2 * n).all(|i| f.may_contain(&key_n(i))));
+        drop(idx);
+        let idx = open_file(&path, crate::io::OpenMode::Write);
+        assert_eq!(idx.filter_open_stats(), FilterOpenStats::default());
+        let f = idx.filter().unwrap();
+        assert!((0..2 * n).all(|i| f.may_contain(&key_n(i))));
+    }
+
+    #[test]
+    fn saved_run_filters_stay_valid_after_a_gc_and_follow_merges() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let (n, runs) = file_with_runs(&path, &[300, 40, 40, 5, 5, 5]);
+        let idx = open_file(&path, crate::io::OpenMode::Write);
+        // Segment 3 holds every 7th key, in the main table and in the runs.
+        let done = idx
+            .gc_switch(GcSwitch {
+                retire: vec![SegmentId(3)],
+                ..GcSwitch::default()
+            })
+            .unwrap();
+        assert!(done.removed > 0);
+        drop(idx);
+        let idx = open_file(&path, crate::io::OpenMode::Write);
+        assert_eq!(idx.filter_open_stats().runs_loaded, runs);
+        for i in 0..n {
+            assert_eq!(
+                idx.get(&key_n(i)).unwrap().is_some(),
+                loc_n(i).segment != SegmentId(3)
+            );
+        }
+        // More commits merge runs: every saved filter still matches a live run.
+        let batch = Batch {
+            new_blocks: (n..n + 60).map(|i| (key_n(i), loc_n(i))).collect(),
+            ..Batch::default()
+        };
+        idx.commit(batch, true).unwrap();
+        drop(idx);
+        let idx = open_file(&path, crate::io::OpenMode::Write);
+        let stats = idx.filter_open_stats();
+        assert_eq!(stats.runs_rebuilt, 0);
+        assert_eq!(stats.runs_loaded, idx.layout().unwrap().runs.len());
+        assert!((n..n + 60).all(|i| idx.get(&key_n(i)).unwrap().is_some()));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
         #[test]
@@ -2014,11 +2411,21 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("index.redb");
             let idx = open_file(&path, crate::io::OpenMode::CreateNew);
-            let model = run_model(&idx, &commits);
+            let (before, after) = commits.split_at(commits.len() / 2);
+            let mut model = run_model(&idx, before);
             drop(idx);
-            // A reopen rebuilds the run filters from the runs.
+            // A reopen loads the saved run filters; merges after it take the runs of the
+            // open, whose keys the negative filter then holds itself.
             let idx = open_file(&path, crate::io::OpenMode::Write);
+            prop_assert_eq!(idx.filter_open_stats().runs_rebuilt, 0);
             check_model(&idx, &model);
+            continue_model(&idx, after, &mut model);
+            drop(idx);
+            let idx = open_file(&path, crate::io::OpenMode::Write);
+            prop_assert_eq!(idx.filter_open_stats().runs_rebuilt, 0);
+            check_model(&idx, &model);
+            let f = idx.filter().unwrap();
+            prop_assert!(model.keys().all(|k| f.may_contain(k)));
         }
     }
 
@@ -2032,6 +2439,31 @@ mod tests {
         #[test]
         fn filter_rows_garbage_never_panics(header in proptest::collection::vec(any::<u8>(), 0..64), chunk in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = NegativeFilter::from_rows(|k| Ok(Some(if k == FILTER_HEADER_KEY { header.clone() } else { chunk.clone() })));
+        }
+
+        #[test]
+        fn run_filter_garbage_never_panics(
+            raw in any::<bool>(),
+            garbage in proptest::collection::vec(any::<u8>(), 0..64),
+            fields in (0u64..4, 0u64..100, 0u64..40),
+            chunk in proptest::collection::vec(any::<u8>(), 0..200),
+            entries in 0u64..4,
+        ) {
+            // Either bytes at random or a header whose sizes may or may not fit the rows.
+            let mut header = garbage.clone();
+            if !raw {
+                header = [fields.0, fields.1, fields.2].iter().flat_map(|v| v.to_le_bytes()).collect();
+                header.extend_from_slice(&[0u8; 16]);
+            }
+            let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(runfilter::RUN_FILTERS).unwrap();
+                t.insert(("r", runfilter::HEADER), header.as_slice()).unwrap();
+                t.insert(("r", 0), chunk.as_slice()).unwrap();
+                let _ = runfilter::load(&t, "r", entries);
+            }
+            txn.abort().unwrap();
         }
 
         #[test]
@@ -2134,6 +2566,8 @@ impl Index {
                             .saturating_sub(u64::from(loc.raw_len));
                     })?;
                     Self::set_shape(&txn, name, Some(left))?;
+                    // The run's keys are fewer, so its saved filter still holds them all.
+                    runfilter::set_entries(&txn, name, left.0)?;
                 }
             }
             let mut segs = txn.open_table(SEGMENTS)?;
