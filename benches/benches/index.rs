@@ -3,7 +3,9 @@
 //! `cargo bench -p vt-benches --bench index` (env: `VT_BENCH_BLOCKS`, default 5,000,000;
 //! `VT_BENCH_BATCH` blocks per commit, default 1,000,000; `VT_BENCH_CACHE_MIB`, default 1024;
 //! `VT_BENCH_DIR`, default the system temp directory; `VT_BENCH_DATADIR_BLOCKS`, default
-//! 200,000, 0 skips the DataDir part). Prints one line per measurement;
+//! 200,000, 0 skips the DataDir part; `VT_BENCH_KEEP=1` keeps the index directory, and
+//! `VT_BENCH_REUSE=<kept directory>` skips the adds and measures the reads of its index,
+//! e.g. under a profiler). Prints one line per measurement;
 //! not a criterion bench because the interesting numbers are at millions of keys.
 
 use std::io;
@@ -67,6 +69,9 @@ fn loc(i: u64) -> Location {
 }
 
 fn bench_dir() -> PathBuf {
+    if let Some(kept) = std::env::var_os("VT_BENCH_REUSE") {
+        return PathBuf::from(kept);
+    }
     let base = std::env::var_os("VT_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
     base.join(format!("vt-index-bench-{}", std::process::id()))
 }
@@ -124,8 +129,28 @@ fn main() {
         )
         .expect("open")
     };
-    let index = open(OpenMode::CreateNew);
+    let reuse = std::env::var_os("VT_BENCH_REUSE").is_some();
+    if !reuse {
+        adds(n, batch, cache, &path, open(OpenMode::CreateNew), &written);
+    }
+    reads(n, open);
+    if env_u64("VT_BENCH_KEEP", 0) == 0 && !reuse {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if env_u64("VT_BENCH_DATADIR_BLOCKS", 200_000) > 0 {
+        datadir_adds();
+    }
+}
 
+/// Adds `n` keys in commits of `batch`, then reports size and bytes written.
+fn adds(
+    n: u64,
+    batch: u64,
+    cache: usize,
+    path: &std::path::Path,
+    index: Index,
+    written: &AtomicU64,
+) {
     println!(
         "index bench: {n} blocks, {batch} per commit, cache {} MiB",
         cache >> 20
@@ -158,7 +183,7 @@ fn main() {
         i = end;
     }
     let add_rate = rate(n, &t0);
-    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let logical = n * (KEY_LEN + LOCATION_LEN) as u64;
     println!("sustained adds: {add_rate} overall (incl. filter check + durable commits)");
     println!(
@@ -176,12 +201,16 @@ fn main() {
         "filter memory: {filter_bytes} bytes ({:.2} bytes/block)",
         filter_bytes as f64 / n as f64
     );
-    drop(index);
+}
+
+/// Reopens the index and measures misses and hits of `n` indexed keys.
+fn reads(n: u64, open: impl Fn(OpenMode) -> Index) {
     let t = Timer::start();
     let index = open(OpenMode::Write);
     println!(
-        "reopen (writable, builds the filter): {:.1} s",
-        t.0.elapsed().as_secs_f64()
+        "reopen (writable, builds the filter): {:.2} s ({:?})",
+        t.0.elapsed().as_secs_f64(),
+        index.filter_open_stats()
     );
 
     let probes = 1_000_000u64;
@@ -216,11 +245,6 @@ fn main() {
         }
     });
     println!("get-hit (random keys, 2 threads): {}", rate(probes, &t));
-    drop(index);
-    let _ = std::fs::remove_dir_all(&dir);
-    if env_u64("VT_BENCH_DATADIR_BLOCKS", 200_000) > 0 {
-        datadir_adds();
-    }
 }
 
 /// End-to-end DataDir adds of 4 KiB blocks (half compressible) from two threads.

@@ -10,12 +10,15 @@
 //!   main table, and a merge costs a copy per entry rather than a B-tree insert;
 //! - `block_counts`: entries and buckets per block table;
 //! - `segments`: segment id (u32) → [`SegmentInfo`];
-//! - `meta`: name → bytes (format version, hash algorithm, counters).
+//! - `meta`: name → bytes (format version, hash algorithm, counters);
+//! - `filter` and `run_filters`: the saved negative filter and each run's saved filter
+//!   (see [`runfilter`]), loaded by a writable open instead of scanning the tables.
 //!
 //! Version 1 and 2 files (`blocks`, `blocks.run.<id>`: one B-tree entry per key) are read
 //! as they are by read-only handles and converted by the first writable open.
 
 mod rows;
+mod runfilter;
 
 use crate::error::{Error, Result};
 use crate::hash::{HashAlg, HashCode};
@@ -52,7 +55,14 @@ const LEGACY_RUN_PREFIX: &str = "blocks.run.";
 const COUNTS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("block_counts");
 type CountsTable = ReadOnlyTable<&'static str, (u64, u64)>;
 /// Runs are merged into the main table when they hold 1/`MAIN_MERGE_DIVISOR` of its entries.
-pub const MAIN_MERGE_DIVISOR: u64 = 4;
+/// With 1 the main table doubles at each merge, so it is rewritten about twice per key
+/// (with 4, about five times); lookups skip runs by their filters, so the keys left in
+/// runs cost no extra reads.
+pub const MAIN_MERGE_DIVISOR: u64 = 1;
+/// The newest `RUN_FAN_IN` runs are merged into one when the newer ones together hold at
+/// least as many entries as the oldest of them: run sizes grow by about this factor per
+/// tier, and a key is copied about log_`RUN_FAN_IN` (runs / commit size) times.
+pub const RUN_FAN_IN: usize = 4;
 /// How long a read-only follower reuses a read snapshot of the writer's index.
 const FOLLOWER_SNAPSHOT_TTL: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -336,7 +346,21 @@ impl BlockTable {
 /// The block tables of one read transaction: main first, then the runs oldest first.
 struct Snapshot {
     tables: Vec<BlockTable>,
+    /// Each table's name.
+    names: Vec<String>,
+    /// Each table's entries.
+    lens: Vec<u64>,
+    /// Each table's run filter, when the handle has one (see [`RunFilters`]).
+    filters: Vec<Option<Arc<BloomStage>>>,
 }
+
+/// Per-run filters of a writable handle, by run name: a superset of each run's keys, so
+/// that a lookup reads only the runs that may hold its key. The main table has none (it
+/// is read last). A run's name is the generation of the commit that wrote it, and a
+/// merge names its result after the merging commit, so a name never stands for a table
+/// with keys its filter lacks: a snapshot that pairs a newer table set with an older map
+/// finds no filter for the newer runs and reads them.
+type RunFilters = std::collections::HashMap<String, Arc<BloomStage>>;
 
 enum Db {
     Rw(Database),
@@ -356,6 +380,24 @@ pub struct Index {
     /// Writable handles only: a superset of the indexed keys (another process's commits
     /// would make it lie to a read-only handle).
     filter: Option<NegativeFilter>,
+    /// Writable handles only: the filter of each run (empty on read-only handles).
+    run_filters: RwLock<RunFilters>,
+    /// How the writable open got its filters.
+    open_stats: FilterOpenStats,
+    /// Runs whose keys the negative filter holds only through their run filter (the runs
+    /// of the open): a merge that takes them adds their keys to it and the filters go.
+    uncovered: parking_lot::Mutex<RunFilters>,
+}
+
+/// How a writable open got the run filters, from [`Index::filter_open_stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FilterOpenStats {
+    /// Runs whose saved filter was loaded.
+    pub runs_loaded: usize,
+    /// Runs scanned to rebuild a missing or invalid saved filter.
+    pub runs_rebuilt: usize,
+    /// Entries read to build filters (rebuilt runs, and the main table without a saved filter).
+    pub entries_scanned: u64,
 }
 
 impl std::fmt::Debug for Index {
@@ -413,6 +455,11 @@ impl<I: Iterator<Item = Result<Entry>>> Merge<I> {
     }
 
     fn next_entry(&mut self) -> Result<Option<Entry>> {
+        Ok(self.next_from()?.map(|(_, e)| e))
+    }
+
+    /// The next entry and the stream it came from (the newest holding its key).
+    fn next_from(&mut self) -> Result<Option<(usize, Entry)>> {
         let mut best: Option<(usize, IndexKey)> = None;
         for (i, h) in self.heads.iter().enumerate() {
             if let Some((k, _)) = h {
@@ -430,7 +477,7 @@ impl<I: Iterator<Item = Result<Entry>>> Merge<I> {
                 self.heads[i] = self.iters[i].next().transpose()?;
             }
         }
-        Ok(out)
+        Ok(out.map(|e| (winner, e)))
     }
 }
 
@@ -467,6 +514,9 @@ impl Index {
             commits: AtomicU64::new(0),
             cache_snapshots,
             filter: None,
+            run_filters: RwLock::new(RunFilters::new()),
+            open_stats: FilterOpenStats::default(),
+            uncovered: parking_lot::Mutex::new(RunFilters::new()),
         }
     }
 
@@ -549,25 +599,105 @@ impl Index {
         Ok(ix)
     }
 
-    /// Loads the filter saved at the last merge into the main table and adds the keys of
-    /// the runs (every key indexed since); without a usable saved filter, scans every table.
+    /// Loads the filter saved at the last merge into the main table (without a usable one,
+    /// scans the main table) and each run's saved filter (without a valid one, scans the run
+    /// to rebuild it, then saves it). The negative filter keeps the run filters as stages of
+    /// its own instead of the runs' keys, so no run is scanned when its filter was saved.
     fn build_filter(&mut self) -> Result<()> {
         let snap = self.open_snapshot()?;
-        let mut tables = &snap.tables[..];
-        let filter = match self.saved_filter(&snap)? {
-            Some(f) => {
-                tables = &tables[1..];
-                f
+        let saved = self.saved_filter(&snap)?;
+        let main_saved = saved.is_some();
+        let is_run = |n: &String| n.starts_with(RUN_PREFIX);
+        let unsaved: u64 = (snap.names.iter().zip(&snap.lens))
+            .filter(|(n, _)| !is_run(n))
+            .map(|(_, l)| *l)
+            .sum();
+        let mut filter = saved.unwrap_or_else(|| NegativeFilter::new(unsaved as usize));
+        let txn = self.begin_read()?;
+        let saved_runs = missing_ok(txn.open_table(runfilter::RUN_FILTERS))?;
+        let mut stats = FilterOpenStats::default();
+        let (mut runs, mut rebuilt) = (RunFilters::new(), Vec::new());
+        for ((t, name), len) in snap.tables.iter().zip(&snap.names).zip(&snap.lens) {
+            if !is_run(name) {
+                if !main_saved {
+                    for e in t.entries(None)? {
+                        filter.insert_owned(&e?.0);
+                        stats.entries_scanned += 1;
+                    }
+                }
+                continue;
             }
-            None => NegativeFilter::new(self.layout()?.total() as usize),
+            let loaded = match &saved_runs {
+                Some(s) => runfilter::load(s, name, *len)?,
+                None => None,
+            };
+            let run = match loaded {
+                Some(run) => {
+                    stats.runs_loaded += 1;
+                    Arc::new(run)
+                }
+                None => {
+                    let mut run = BloomStage::with_bits(*len as usize, RUN_FILTER_BITS_PER_KEY);
+                    for e in t.entries(None)? {
+                        run.insert_owned(&e?.0);
+                        stats.entries_scanned += 1;
+                    }
+                    stats.runs_rebuilt += 1;
+                    let run = Arc::new(run);
+                    rebuilt.push((name.clone(), *len, run.clone()));
+                    run
+                }
+            };
+            filter.add_run_filter(run.clone());
+            self.uncovered.get_mut().insert(name.clone(), run.clone());
+            runs.insert(name.clone(), run);
+        }
+        let orphans = match &saved_runs {
+            Some(s) => runfilter::names(s)?
+                .into_iter()
+                .filter(|n| !runs.contains_key(n))
+                .collect(),
+            None => Vec::new(),
         };
-        for t in tables {
-            for e in t.entries(None)? {
-                filter.insert(&e?.0);
+        drop((saved_runs, txn, snap));
+        self.save_run_filters(&rebuilt, &orphans)?;
+        self.filter = Some(filter);
+        *self.run_filters.write() = runs;
+        self.open_stats = stats;
+        Ok(())
+    }
+
+    /// Saves the run filters an open rebuilt (`(run, entries, filter)`) and removes the
+    /// saved filters of runs that no longer exist (left by a binary that did not save run
+    /// filters and so did not remove them), in one transaction, if there is anything to do.
+    fn save_run_filters(
+        &self,
+        rebuilt: &[(String, u64, Arc<BloomStage>)],
+        orphans: &[String],
+    ) -> Result<()> {
+        let Db::Rw(db) = &self.db else {
+            return Ok(());
+        };
+        if rebuilt.is_empty() && orphans.is_empty() {
+            return Ok(());
+        }
+        let txn = db.begin_write()?;
+        for name in orphans {
+            runfilter::remove(&txn, name)?;
+        }
+        for (name, entries, filter) in rebuilt {
+            // Nothing else writes during the open; checked all the same.
+            if Self::shape(&txn, name)?.0 == *entries {
+                runfilter::save(&txn, name, *entries, filter)?;
             }
         }
-        self.filter = Some(filter);
+        txn.commit()?;
         Ok(())
+    }
+
+    /// How the writable open got its filters (all zero for other handles).
+    pub fn filter_open_stats(&self) -> FilterOpenStats {
+        self.open_stats
     }
 
     /// The saved filter, if it covers the main table of `snap` (the first table).
@@ -624,14 +754,37 @@ impl Index {
                 tables.push(BlockTable::Legacy(t));
             }
         }
+        let mut lens = tables
+            .iter()
+            .map(|t| match t {
+                BlockTable::Legacy(t) => Ok(t.len()?),
+                BlockTable::Rows(..) => Ok(0),
+            })
+            .collect::<Result<Vec<u64>>>()?;
+        let mut table_names = vec![String::new(); tables.len()];
         let counts = Self::counts_in(&txn)?;
         let main = std::iter::once(MAIN.to_string()).filter(|m| names.contains(m));
         for name in main.chain(run_names(names.iter().cloned(), RUN_PREFIX)) {
             if let Some(t) = missing_ok(txn.open_table(rows::rows_def(&name)))? {
-                tables.push(BlockTable::Rows(t, Self::shape_in(&counts, &name)?.1));
+                let (len, buckets) = Self::shape_in(&counts, &name)?;
+                tables.push(BlockTable::Rows(t, buckets));
+                lens.push(len);
+                table_names.push(name);
             }
         }
-        Ok(Snapshot { tables })
+        // Whichever commit installed this map, a run name it shares with this snapshot
+        // stands for the same keys or fewer (see `RunFilters`).
+        let run_filters = self.run_filters.read();
+        let filters = table_names
+            .iter()
+            .map(|n| run_filters.get(n).cloned())
+            .collect();
+        Ok(Snapshot {
+            tables,
+            names: table_names,
+            lens,
+            filters,
+        })
     }
 
     fn snapshot(&self) -> Result<Arc<Snapshot>> {
@@ -690,8 +843,13 @@ impl Index {
         Ok(out)
     }
 
+    /// Newest table first (the newest entry of a key wins, as in a merge), skipping the
+    /// runs whose filter rules the key out.
     fn get_in(snap: &Snapshot, key: &IndexKey) -> Result<Option<Location>> {
-        for t in &snap.tables {
+        for (t, f) in snap.tables.iter().zip(&snap.filters).rev() {
+            if f.as_ref().is_some_and(|f| !f.may_contain(key)) {
+                continue;
+            }
             if let Some(v) = t.get(key)? {
                 return Ok(Some(Location::decode(&v)));
             }
@@ -818,6 +976,7 @@ impl Index {
             self.counters()?
         };
         counters.generation += 1;
+        let mut run_filters = self.run_filters.read().clone();
         let mut txn = db.begin_write()?;
         txn.set_durability(if durable {
             Durability::Immediate
@@ -831,17 +990,22 @@ impl Index {
             }
             txn.delete_table(COUNTS)?;
             txn.delete_table(FILTER)?;
+            txn.delete_table(runfilter::RUN_FILTERS)?;
             if let Some(f) = &self.filter {
                 f.clear();
             }
+            run_filters.clear();
         }
-        let fresh = self.apply_updates(&txn, &batch, counters.generation)?;
+        let fresh = self.apply_updates(&txn, &batch, counters.generation, &run_filters)?;
         // Readers must never find a committed key absent from the filter.
         if let Some(f) = &self.filter {
             fresh.iter().for_each(|(k, _)| f.insert(k));
         }
-        Self::write_run(&txn, &fresh, &mut counters)?;
-        self.compact(&txn)?;
+        Self::write_run(&txn, &fresh, &mut counters, &mut run_filters)?;
+        let uncovered = self.uncovered.lock().clone();
+        let mut covered = Vec::new();
+        let gen = counters.generation;
+        self.compact(&txn, gen, &mut run_filters, (&uncovered, &mut covered))?;
         {
             let mut segs = txn.open_table(SEGMENTS)?;
             for (id, info) in &batch.segments {
@@ -854,9 +1018,47 @@ impl Index {
             meta.insert(META_COUNTERS, counters.encode().as_slice())?;
         }
         txn.commit()?;
+        *self.run_filters.write() = run_filters;
+        self.drop_covered(&covered, batch.clear_blocks);
         self.commits.fetch_add(1, Ordering::AcqRel);
         *self.snapshot.write() = None;
         Ok(counters)
+    }
+
+    /// Forgets the runs of the open (and drops their filters from the negative filter)
+    /// whose keys a committed merge added to it, or all of them after `cleared`.
+    fn drop_covered(&self, covered: &[String], cleared: bool) {
+        let mut uncovered = self.uncovered.lock();
+        if cleared {
+            uncovered.clear();
+        }
+        for name in covered {
+            if let (Some(run), Some(f)) = (uncovered.remove(name), &self.filter) {
+                f.drop_run_filter(&run);
+            }
+        }
+    }
+
+    /// A merge's `on_key` part for the runs of the open among `sources`: adds the keys it
+    /// takes from them to the negative filter, and notes those runs in `covered`.
+    fn cover<'a>(
+        &'a self,
+        sources: &[String],
+        (uncovered, covered): (&RunFilters, &mut Vec<String>),
+    ) -> impl FnMut(usize, &IndexKey) + 'a {
+        let from_open: Vec<bool> = sources.iter().map(|n| uncovered.contains_key(n)).collect();
+        covered.extend(
+            sources
+                .iter()
+                .filter(|n| uncovered.contains_key(*n))
+                .cloned(),
+        );
+        let filter = self.filter.as_ref().filter(|_| from_open.contains(&true));
+        move |src, k| {
+            if let (Some(f), Some(true)) = (filter, from_open.get(src)) {
+                f.insert(k);
+            }
+        }
     }
 
     /// Names of the main table (when present) and the runs, oldest first.
@@ -908,11 +1110,20 @@ impl Index {
         txn: &WriteTransaction,
         batch: &Batch,
         generation: u64,
+        run_filters: &RunFilters,
     ) -> Result<Vec<(IndexKey, Location)>> {
+        // Newest first, as lookups search, each with its run filter.
         let mut tables = Self::block_tables(txn)?
             .iter()
-            .map(|n| Ok((txn.open_table(rows::rows_def(n))?, Self::shape(txn, n)?.1)))
+            .rev()
+            .map(|n| {
+                let t = txn.open_table(rows::rows_def(n))?;
+                Ok((t, Self::shape(txn, n)?.1, run_filters.get(n).cloned()))
+            })
             .collect::<Result<Vec<_>>>()?;
+        let skip = |f: &Option<Arc<BloomStage>>, k: &IndexKey| {
+            f.as_ref().is_some_and(|f| !f.may_contain(k))
+        };
         let stamp = |(k, l): &(IndexKey, Location)| {
             (
                 *k,
@@ -927,7 +1138,10 @@ impl Index {
             let (k, loc) = stamp(e);
             let mut updated = false;
             if self.may_contain(&k) {
-                for (t, buckets) in tables.iter_mut() {
+                for (t, buckets, f) in tables.iter_mut() {
+                    if skip(f, &k) {
+                        continue;
+                    }
                     if let Some(mut found) = rows::find(t, *buckets, &k)? {
                         found.set(loc.encode());
                         found.store(t)?;
@@ -957,7 +1171,10 @@ impl Index {
                 dedup[i].1.flags |= FLAG_INDIRECT_COMPLETE;
                 continue;
             }
-            for (t, buckets) in tables.iter_mut() {
+            for (t, buckets, f) in tables.iter_mut() {
+                if skip(f, k) {
+                    continue;
+                }
                 if let Some(mut found) = rows::find(t, *buckets, k)? {
                     let mut loc = Location::decode(&found.loc());
                     loc.flags |= FLAG_INDIRECT_COMPLETE;
@@ -971,20 +1188,25 @@ impl Index {
     }
 
     /// Writes sorted new entries as a new run (packed rows appended through a cursor)
-    /// and counts them.
+    /// with its filter, and counts them.
     fn write_run(
         txn: &WriteTransaction,
         fresh: &[(IndexKey, Location)],
         counters: &mut Counters,
+        run_filters: &mut RunFilters,
     ) -> Result<()> {
         if fresh.is_empty() {
             return Ok(());
         }
         let name = run_name(counters.generation);
+        let mut filter = BloomStage::with_bits(fresh.len(), RUN_FILTER_BITS_PER_KEY);
+        fresh.iter().for_each(|(k, _)| filter.insert_owned(k));
         let buckets = rows::buckets_for(fresh.len() as u64);
         let entries = fresh.iter().map(|(k, l)| Ok((*k, l.encode())));
         let n = rows::write_sorted(txn, &name, buckets, entries)?;
         Self::set_shape(txn, &name, Some((n, buckets)))?;
+        runfilter::save(txn, &name, n, &filter)?;
+        run_filters.insert(name, Arc::new(filter));
         for (_, loc) in fresh {
             counters.blocks += 1;
             counters.stored_bytes += u64::from(loc.stored_len);
@@ -994,11 +1216,18 @@ impl Index {
     }
 
     /// Keeps lookups cheap and merges amortized: the runs are merged into the main table
-    /// once they hold 1/[`MAIN_MERGE_DIVISOR`] of its entries; otherwise the newest two
-    /// runs merge while the newer is more than half the size of the older (so run sizes
-    /// fall geometrically and there are O(log n) of them), or when there are more than
-    /// [`MAX_RUNS`].
-    fn compact(&self, txn: &WriteTransaction) -> Result<()> {
+    /// once they hold 1/[`MAIN_MERGE_DIVISOR`] of its entries; otherwise the newest
+    /// [`RUN_FAN_IN`] runs merge while the newer ones together hold at least as many
+    /// entries as the oldest of them (so run sizes grow geometrically and there are
+    /// O(log n) of them), and the newest two merge while there are more than [`MAX_RUNS`].
+    /// A merged run is named after `generation` (the committing one) and gets a filter.
+    fn compact(
+        &self,
+        txn: &WriteTransaction,
+        generation: u64,
+        run_filters: &mut RunFilters,
+        (uncovered, covered): (&RunFilters, &mut Vec<String>),
+    ) -> Result<()> {
         let names = Self::block_tables(txn)?;
         let len = |n: &str| Ok::<_, Error>(Self::shape(txn, n)?.0);
         // An empty main table (a GC can retire every key) still exists and must be merged
@@ -1020,26 +1249,43 @@ impl Index {
                 .into_iter()
                 .chain(runs.iter().map(|r| r.0.clone()))
                 .collect();
-            Self::merge_tables(txn, &sources, MAIN)?;
+            // The saved filter is the negative filter without the run filters of the
+            // open: every key the merge takes from those runs is added to it first.
+            let mut cover = self.cover(&sources, (uncovered, covered));
+            Self::merge_tables(txn, &sources, MAIN, &mut cover)?;
+            run_filters.clear();
             return self.save_filter(txn);
         }
-        while runs.len() >= 2 {
-            let n = runs.len();
-            let (older, newer) = (runs[n - 2].1, runs[n - 1].1);
-            if newer * 2 <= older && n <= MAX_RUNS {
-                break;
+        let target = run_name(generation);
+        while let Some(k) = runs_to_merge(&runs) {
+            let first = runs.len() - k;
+            let sources: Vec<String> = runs[first..].iter().map(|r| r.0.clone()).collect();
+            // The run named after this commit, if any, is the newest and so a source.
+            if runs[..first].iter().any(|r| r.0 == target) {
+                return Err(Error::Index(format!("run {target} exists")));
             }
-            let sources = [runs[n - 2].0.clone(), runs[n - 1].0.clone()];
-            Self::merge_tables(txn, &sources, &sources[0])?;
-            runs.pop();
-            runs[n - 2].1 = older + newer;
+            let merged: u64 = runs[first..].iter().map(|r| r.1).sum();
+            let mut filter = BloomStage::with_bits(merged as usize, RUN_FILTER_BITS_PER_KEY);
+            let mut cover = self.cover(&sources, (uncovered, &mut *covered));
+            let n = Self::merge_tables(txn, &sources, &target, &mut |src, k| {
+                cover(src, k);
+                filter.insert_owned(k);
+            })?;
+            runfilter::save(txn, &target, n, &filter)?;
+            for name in &sources {
+                run_filters.remove(name);
+            }
+            run_filters.insert(target.clone(), Arc::new(filter));
+            runs.truncate(first);
+            runs.push((target.clone(), n));
         }
         Ok(())
     }
 
-    /// Saves the filter (a superset of the main table's keys, which now hold every key).
-    /// A main table under [`FILTER_SAVE_MIN_KEYS`] gets none: scanning it at open is
-    /// cheap, and the filter's minimum capacity would take more bytes than the table.
+    /// Saves the filter (a superset of the main table's keys, which now hold every key),
+    /// without the run filters it holds as stages (see [`Index::cover`]). A main table
+    /// under [`FILTER_SAVE_MIN_KEYS`] gets none: scanning it at open is cheap, and the
+    /// filter's minimum capacity would take more bytes than the table.
     fn save_filter(&self, txn: &WriteTransaction) -> Result<()> {
         txn.delete_table(FILTER)?;
         let Some(f) = &self.filter else {
@@ -1059,8 +1305,15 @@ impl Index {
     }
 
     /// Streams the merge of `sources` (oldest first; the newest entry of a key wins) into a
-    /// fresh table, deletes the sources and names the result `target`.
-    fn merge_tables(txn: &WriteTransaction, sources: &[String], target: &str) -> Result<()> {
+    /// fresh table, deletes the sources (and their saved filters) and names the result
+    /// `target`; calls `on_key` with each of its keys (and the source it came from) and
+    /// returns how many there are.
+    fn merge_tables(
+        txn: &WriteTransaction,
+        sources: &[String],
+        target: &str,
+        on_key: &mut dyn FnMut(usize, &IndexKey),
+    ) -> Result<u64> {
         let shapes = sources
             .iter()
             .map(|n| Self::shape(txn, n))
@@ -1077,20 +1330,47 @@ impl Index {
                 .zip(&shapes)
                 .map(|(t, s)| rows::entries(t, s.1, None))
                 .collect::<Result<Vec<_>>>()?;
-            rows::write_sorted(txn, MERGE_TMP, buckets, MergeIter(Merge::new(iters)?))?
+            let mut merge = Merge::new(iters)?;
+            let merged = std::iter::from_fn(|| {
+                let next = merge.next_from().transpose()?;
+                Some(next.map(|(src, e)| {
+                    on_key(src, &e.0);
+                    e
+                }))
+            });
+            rows::write_sorted(txn, MERGE_TMP, buckets, merged)?
         };
         for name in sources {
             txn.delete_table(rows::rows_def(name))?;
             Self::set_shape(txn, name, None)?;
+            runfilter::remove(txn, name)?;
         }
         txn.rename_table(rows::rows_def(MERGE_TMP), rows::rows_def(target))?;
         Self::set_shape(txn, target, Some((n, buckets)))?;
-        Ok(())
+        Ok(n)
     }
+}
+
+/// How many of the newest `runs` (name, entries; oldest first) to merge into one, if any:
+/// the newest [`RUN_FAN_IN`] once the newer ones hold as many entries as the oldest of them,
+/// else the newest two while there are more than [`MAX_RUNS`].
+fn runs_to_merge(runs: &[(String, u64)]) -> Option<usize> {
+    let n = runs.len();
+    if n >= RUN_FAN_IN {
+        let newer: u64 = runs[n - RUN_FAN_IN + 1..].iter().map(|r| r.1).sum();
+        if newer >= runs[n - RUN_FAN_IN].1 {
+            return Some(RUN_FAN_IN);
+        }
+    }
+    (n > MAX_RUNS).then_some(2)
 }
 
 /// Bits per key of each filter stage: ~0.5% false positives with 7 probes per 512-bit block.
 pub const FILTER_BITS_PER_KEY: usize = 12;
+/// Bits per key of a run's filter: ~0.1% false positives. A writable open adds the saved
+/// run filters to the negative filter as stages of their own (instead of scanning the
+/// runs' keys into it), so their false positives add up there.
+pub const RUN_FILTER_BITS_PER_KEY: usize = 16;
 /// Capacity of the first filter stage when the store is small.
 pub const FILTER_MIN_CAPACITY: usize = 1 << 20;
 const FILTER_PROBES: u32 = 7;
@@ -1114,7 +1394,12 @@ struct BloomStage {
 
 impl BloomStage {
     fn new(capacity: usize) -> Self {
-        let blocks = (capacity * FILTER_BITS_PER_KEY).div_ceil(512).max(1);
+        Self::with_bits(capacity, FILTER_BITS_PER_KEY)
+    }
+
+    /// An empty stage of `bits_per_key` bits per key of `capacity`.
+    fn with_bits(capacity: usize, bits_per_key: usize) -> Self {
+        let blocks = (capacity * bits_per_key).div_ceil(512).max(1);
         BloomStage {
             words: (0..blocks * 8).map(|_| AtomicU64::new(0)).collect(),
             blocks: blocks as u64,
@@ -1141,6 +1426,18 @@ impl BloomStage {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// [`BloomStage::insert`] while nobody else can see the stage (no atomic operations).
+    fn insert_owned(&mut self, key: &IndexKey) {
+        let probes: [(usize, u64); FILTER_PROBES as usize] = {
+            let mut p = self.probes(key);
+            std::array::from_fn(|_| p.next().unwrap_or_default())
+        };
+        for (w, m) in probes {
+            *self.words[w].get_mut() |= m;
+        }
+        *self.count.get_mut() += 1;
+    }
+
     fn may_contain(&self, key: &IndexKey) -> bool {
         self.probes(key)
             .all(|(w, m)| self.words[w].load(Ordering::Relaxed) & m != 0)
@@ -1156,6 +1453,10 @@ impl BloomStage {
 #[derive(Debug)]
 pub struct NegativeFilter {
     stages: RwLock<Vec<BloomStage>>,
+    /// The run filters a writable open loaded (shared with the index's per-run filters):
+    /// they stand for their runs' keys, which are not in `stages` until a merge takes the
+    /// run (see [`Index::cover`]). Not saved with the filter.
+    runs: RwLock<Vec<Arc<BloomStage>>>,
 }
 
 impl NegativeFilter {
@@ -1164,7 +1465,19 @@ impl NegativeFilter {
         let cap = (expected * 2).max(FILTER_MIN_CAPACITY);
         NegativeFilter {
             stages: RwLock::new(vec![BloomStage::new(cap)]),
+            runs: RwLock::new(Vec::new()),
         }
+    }
+
+    /// Adds the keys of a run filter by keeping the filter itself.
+    fn add_run_filter(&mut self, run: Arc<BloomStage>) {
+        self.runs.get_mut().push(run);
+    }
+
+    /// Drops a run filter given to [`NegativeFilter::add_run_filter`] once its keys were
+    /// inserted.
+    fn drop_run_filter(&self, run: &Arc<BloomStage>) {
+        self.runs.write().retain(|r| !Arc::ptr_eq(r, run));
     }
 
     /// Adds a key.
@@ -1192,16 +1505,36 @@ impl NegativeFilter {
         }
     }
 
+    /// [`NegativeFilter::insert`] while nobody else can see the filter (no locks or
+    /// atomic operations).
+    fn insert_owned(&mut self, key: &IndexKey) {
+        let stages = self.stages.get_mut();
+        let cap = match stages.last() {
+            Some(s) if (s.count.load(Ordering::Relaxed) as usize) < s.capacity => None,
+            last => Some(last.map_or(FILTER_MIN_CAPACITY, |s| s.capacity * 2)),
+        };
+        if let Some(cap) = cap {
+            stages.push(BloomStage::new(cap));
+        }
+        if let Some(last) = stages.last_mut() {
+            last.insert_owned(key);
+        }
+    }
+
     /// Forgets every key.
     pub fn clear(&self) {
         let mut stages = self.stages.write();
         let cap = stages.first().map_or(FILTER_MIN_CAPACITY, |s| s.capacity);
         *stages = vec![BloomStage::new(cap)];
+        self.runs.write().clear();
     }
 
     /// False when `key` was certainly never inserted.
     pub fn may_contain(&self, key: &IndexKey) -> bool {
-        self.stages.read().iter().any(|s| s.may_contain(key))
+        // Largest stage first: it holds the most keys, so a present key is found sooner
+        // (each stage probed is a cache miss).
+        self.stages.read().iter().rev().any(|s| s.may_contain(key))
+            || self.runs.read().iter().any(|s| s.may_contain(key))
     }
 
     /// The filter as rows of the `filter` table: [`FILTER_HEADER_KEY`] → stage count then
@@ -1281,12 +1614,19 @@ impl NegativeFilter {
         }
         Ok(Some(NegativeFilter {
             stages: RwLock::new(stages),
+            runs: RwLock::new(Vec::new()),
         }))
     }
 
     /// Bytes of memory held by the bit arrays.
     pub fn memory_bytes(&self) -> usize {
-        self.stages.read().iter().map(|s| s.words.len() * 8).sum()
+        let runs: usize = self.runs.read().iter().map(|s| s.words.len() * 8).sum();
+        runs + self
+            .stages
+            .read()
+            .iter()
+            .map(|s| s.words.len() * 8)
+            .sum::<usize>()
     }
 }
 
@@ -1455,10 +1795,9 @@ mod tests {
         let layout = idx.layout().unwrap();
         assert_eq!(layout.main + layout.runs.iter().sum::<u64>(), u64::from(n));
         assert!(layout.runs.len() <= MAX_RUNS);
-        // Run sizes fall geometrically (newest more than half the older ones get merged).
-        for w in layout.runs.windows(2) {
-            assert!(w[1] * 2 <= w[0], "{layout:?}");
-        }
+        // Compaction left nothing to merge.
+        let named: Vec<(String, u64)> = layout.runs.iter().map(|&n| (String::new(), n)).collect();
+        assert_eq!(runs_to_merge(&named), None, "{layout:?}");
         assert_eq!(idx.counters().unwrap().blocks, u64::from(n));
         for i in 0..n {
             let got = idx.get(&key_n(i)).unwrap().unwrap();
@@ -1772,6 +2111,324 @@ mod tests {
         assert_eq!(g.memory_bytes(), f.memory_bytes());
     }
 
+    /// Every run's filter admits every key of its run.
+    fn check_run_filters(idx: &Index) {
+        let snap = idx.open_snapshot().unwrap();
+        for ((t, f), name) in snap.tables.iter().zip(&snap.filters).zip(&snap.names) {
+            if let Some(f) = f {
+                for e in t.entries(None).unwrap() {
+                    assert!(f.may_contain(&e.unwrap().0), "{name}");
+                }
+            }
+        }
+    }
+
+    /// One commit of the model test: new keys (not indexed yet) and upserts of any key,
+    /// as (key number, location number).
+    type ModelCommit = (Vec<u32>, Vec<(u32, u32)>);
+
+    /// Applies `commits` to `idx` and to a map, checking after each that lookups, the run
+    /// filters and a key-order scan agree with the map; returns the map.
+    fn run_model(
+        idx: &Index,
+        commits: &[ModelCommit],
+    ) -> std::collections::BTreeMap<IndexKey, u32> {
+        let mut model = std::collections::BTreeMap::new();
+        continue_model(idx, commits, &mut model);
+        model
+    }
+
+    /// [`run_model`] from the state `model` describes.
+    fn continue_model(
+        idx: &Index,
+        commits: &[ModelCommit],
+        model: &mut std::collections::BTreeMap<IndexKey, u32>,
+    ) {
+        for (fresh, upserts) in commits {
+            let mut batch = Batch::default();
+            let mut seen = std::collections::HashSet::new();
+            for &i in fresh {
+                if !model.contains_key(&key_n(i)) && seen.insert(i) {
+                    batch.new_blocks.push((key_n(i), loc_n(i)));
+                    model.insert(key_n(i), i);
+                }
+            }
+            for &(i, l) in upserts {
+                if seen.insert(i) {
+                    batch.blocks.push((key_n(i), loc_n(l)));
+                    model.insert(key_n(i), l);
+                }
+            }
+            idx.commit(batch, false).unwrap();
+            check_model(idx, model);
+        }
+    }
+
+    fn check_model(idx: &Index, model: &std::collections::BTreeMap<IndexKey, u32>) {
+        for (k, &l) in model {
+            let got = idx.get(k).unwrap().map(|g| (g.segment, g.offset));
+            assert_eq!(got, Some((loc_n(l).segment, loc_n(l).offset)));
+        }
+        for i in 100_000..100_050 {
+            assert!(idx.get(&key_n(i)).unwrap().is_none());
+        }
+        let keys = idx.keys_from(None, false, usize::MAX).unwrap();
+        assert_eq!(keys, model.keys().copied().collect::<Vec<_>>());
+        check_run_filters(idx);
+    }
+
+    #[test]
+    fn compaction_keeps_runs_few_and_filtered() {
+        let idx = Index::in_memory().unwrap();
+        // Equal commits: runs merge in fours, then into main once they hold as much.
+        let commits: Vec<ModelCommit> = (0..40u32)
+            .map(|c| ((c * 50..(c + 1) * 50).collect(), vec![]))
+            .collect();
+        run_model(&idx, &commits);
+        let layout = idx.layout().unwrap();
+        assert!(layout.runs.len() < 2 * RUN_FAN_IN, "{layout:?}");
+        assert!(layout.main >= layout.runs.iter().sum::<u64>(), "{layout:?}");
+        let snap = idx.open_snapshot().unwrap();
+        let filtered = snap.filters.iter().filter(|f| f.is_some()).count();
+        assert_eq!(filtered, layout.runs.len());
+    }
+
+    type RunFilterTable<'t> = redb::Table<'t, (&'static str, u64), &'static [u8]>;
+
+    /// Commits `sizes` to a new index file, returns the keys and the runs left.
+    fn file_with_runs(path: &std::path::Path, sizes: &[u32]) -> (u32, usize) {
+        let idx = open_file(path, crate::io::OpenMode::CreateNew);
+        let n = fill(&idx, sizes);
+        let runs = idx.layout().unwrap().runs.len();
+        assert!(runs >= 2, "{:?}", idx.layout().unwrap());
+        (n, runs)
+    }
+
+    /// Edits the `run_filters` rows of the index file `path` with `f` (run names in order).
+    fn edit_run_filters(
+        path: &std::path::Path,
+        f: impl FnOnce(&mut RunFilterTable<'_>, &[String]),
+    ) {
+        let db = Database::create(path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(runfilter::RUN_FILTERS).unwrap();
+            let names = runfilter::names(&t).unwrap();
+            f(&mut t, &names);
+        }
+        txn.commit().unwrap();
+    }
+
+    #[test]
+    fn a_writable_open_loads_the_saved_run_filters_without_scanning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let (n, runs) = file_with_runs(&path, &[300, 40, 40, 5, 5, 5]);
+        let idx = open_file(&path, crate::io::OpenMode::Write);
+        let want = FilterOpenStats {
+            runs_loaded: runs,
+            ..FilterOpenStats::default()
+        };
+        assert_eq!(idx.filter_open_stats(), want);
+        assert!((0..n).all(|i| idx.get(&key_n(i)).unwrap().is_some()));
+        check_run_filters(&idx);
+    }
+
+    #[test]
+    fn a_missing_or_corrupt_saved_run_filter_is_rebuilt_and_misses_no_key() {
+        type Edit = fn(&mut RunFilterTable<'_>, &str);
+        let edits: [(&str, Edit); 6] = [
+            ("header removed", |t, n| {
+                t.remove((n, runfilter::HEADER)).unwrap();
+            }),
+            ("words removed", |t, n| {
+                t.remove((n, 0)).unwrap();
+            }),
+            ("words zeroed", |t, n| {
+                let len = t.get((n, 0)).unwrap().unwrap().value().len();
+                t.insert((n, 0), vec![0u8; len].as_slice()).unwrap();
+            }),
+            ("words short", |t, n| {
+                let v = t.get((n, 0)).unwrap().unwrap().value().to_vec();
+                t.insert((n, 0), &v[..v.len() - 8]).unwrap();
+            }),
+            ("header short", |t, n| {
+                let v = t
+                    .get((n, runfilter::HEADER))
+                    .unwrap()
+                    .unwrap()
+                    .value()
+                    .to_vec();
+                t.insert((n, runfilter::HEADER), &v[..v.len() - 1]).unwrap();
+            }),
+            ("entry count stale", |t, n| {
+                let mut v = t
+                    .get((n, runfilter::HEADER))
+                    .unwrap()
+                    .unwrap()
+                    .value()
+                    .to_vec();
+                v[0] ^= 1;
+                t.insert((n, runfilter::HEADER), v.as_slice()).unwrap();
+            }),
+        ];
+        for (what, edit) in edits {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("index.redb");
+            let (n, runs) = file_with_runs(&path, &[300, 40, 40, 5, 5, 5]);
+            // Every run's filter broken the same way.
+            edit_run_filters(&path, |t, names| {
+                names.iter().for_each(|name| edit(t, name))
+            });
+            let idx = open_file(&path, crate::io::OpenMode::Write);
+            let stats = idx.filter_open_stats();
+            assert_eq!((stats.runs_loaded, stats.runs_rebuilt), (0, runs), "{what}");
+            assert!(
+                (0..n).all(|i| idx.get(&key_n(i)).unwrap().is_some()),
+                "{what}"
+            );
+            check_run_filters(&idx);
+            drop(idx);
+            // The open saved the rebuilt filters.
+            let idx = open_file(&path, crate::io::OpenMode::Write);
+            assert_eq!(idx.filter_open_stats().runs_loaded, runs, "{what}");
+            assert!(
+                (0..n).all(|i| idx.get(&key_n(i)).unwrap().is_some()),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn files_without_saved_run_filters_are_scanned_and_orphans_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let (n, runs) = file_with_runs(&path, &[300, 40, 40, 5, 5, 5]);
+        // As written before run filters were saved, plus rows of a run that is gone.
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.delete_table(runfilter::RUN_FILTERS).unwrap();
+        let gone = run_name(1 << 40);
+        txn.open_table(runfilter::RUN_FILTERS)
+            .unwrap()
+            .insert((gone.as_str(), runfilter::HEADER), [0u8; 3].as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+        drop(db);
+        let idx = open_file(&path, crate::io::OpenMode::Write);
+        assert_eq!(idx.filter_open_stats().runs_rebuilt, runs);
+        assert!((0..n).all(|i| idx.get(&key_n(i)).unwrap().is_some()));
+        let txn = idx.begin_read().unwrap();
+        let t = txn.open_table(runfilter::RUN_FILTERS).unwrap();
+        let mut names = runfilter::names(&t).unwrap();
+        names.sort();
+        let snap = idx.open_snapshot().unwrap();
+        let mut live: Vec<String> = snap
+            .names
+            .iter()
+            .filter(|n| n.starts_with(RUN_PREFIX))
+            .cloned()
+            .collect();
+        live.sort();
+        assert_eq!(names, live);
+    }
+
+    #[test]
+    fn a_merge_into_main_after_a_reopen_saves_a_filter_with_the_runs_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let (n, _) = file_with_runs(&path, &[300, 40, 40, 5, 5, 5]);
+        let idx = open_file(&path, crate::io::OpenMode::Write);
+        assert_eq!(idx.filter_open_stats().entries_scanned, 0);
+        let with_runs = idx.filter().unwrap().memory_bytes();
+        // As many new keys as the main table holds: everything merges into it.
+        let batch = Batch {
+            new_blocks: (n..2 * n).map(|i| (key_n(i), loc_n(i))).collect(),
+            ..Batch::default()
+        };
+        idx.commit(batch, true).unwrap();
+        assert!(idx.layout().unwrap().runs.is_empty());
+        // The run filters of the open left the negative filter: their keys are in it.
+        let f = idx.filter().unwrap();
+        assert!(f.memory_bytes() < with_runs);
+        assert!((0..2 * n).all(|i| f.may_contain(&key_n(i))));
+        drop(idx);
+        let idx = open_file(&path, crate::io::OpenMode::Write);
+        assert_eq!(idx.filter_open_stats(), FilterOpenStats::default());
+        let f = idx.filter().unwrap();
+        assert!((0..2 * n).all(|i| f.may_contain(&key_n(i))));
+    }
+
+    #[test]
+    fn saved_run_filters_stay_valid_after_a_gc_and_follow_merges() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let (n, runs) = file_with_runs(&path, &[300, 40, 40, 5, 5, 5]);
+        let idx = open_file(&path, crate::io::OpenMode::Write);
+        // Segment 3 holds every 7th key, in the main table and in the runs.
+        let done = idx
+            .gc_switch(GcSwitch {
+                retire: vec![SegmentId(3)],
+                ..GcSwitch::default()
+            })
+            .unwrap();
+        assert!(done.removed > 0);
+        drop(idx);
+        let idx = open_file(&path, crate::io::OpenMode::Write);
+        assert_eq!(idx.filter_open_stats().runs_loaded, runs);
+        for i in 0..n {
+            assert_eq!(
+                idx.get(&key_n(i)).unwrap().is_some(),
+                loc_n(i).segment != SegmentId(3)
+            );
+        }
+        // More commits merge runs: every saved filter still matches a live run.
+        let batch = Batch {
+            new_blocks: (n..n + 60).map(|i| (key_n(i), loc_n(i))).collect(),
+            ..Batch::default()
+        };
+        idx.commit(batch, true).unwrap();
+        drop(idx);
+        let idx = open_file(&path, crate::io::OpenMode::Write);
+        let stats = idx.filter_open_stats();
+        assert_eq!(stats.runs_rebuilt, 0);
+        assert_eq!(stats.runs_loaded, idx.layout().unwrap().runs.len());
+        assert!((n..n + 60).all(|i| idx.get(&key_n(i)).unwrap().is_some()));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn lookups_after_any_commit_sequence_match_a_map(
+            commits in proptest::collection::vec(
+                (
+                    proptest::collection::vec(0u32..2000, 0..120),
+                    proptest::collection::vec((0u32..2000, 0u32..5000), 0..20),
+                ),
+                1..24,
+            )
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("index.redb");
+            let idx = open_file(&path, crate::io::OpenMode::CreateNew);
+            let (before, after) = commits.split_at(commits.len() / 2);
+            let mut model = run_model(&idx, before);
+            drop(idx);
+            // A reopen loads the saved run filters; merges after it take the runs of the
+            // open, whose keys the negative filter then holds itself.
+            let idx = open_file(&path, crate::io::OpenMode::Write);
+            prop_assert_eq!(idx.filter_open_stats().runs_rebuilt, 0);
+            check_model(&idx, &model);
+            continue_model(&idx, after, &mut model);
+            drop(idx);
+            let idx = open_file(&path, crate::io::OpenMode::Write);
+            prop_assert_eq!(idx.filter_open_stats().runs_rebuilt, 0);
+            check_model(&idx, &model);
+            let f = idx.filter().unwrap();
+            prop_assert!(model.keys().all(|k| f.may_contain(k)));
+        }
+    }
+
     proptest! {
         #[test]
         fn location_roundtrip(seg in any::<u32>(), off in 0u64..(1 << 48), s in any::<u32>(), r in any::<u32>(), fl in any::<u16>(), g in any::<u32>()) {
@@ -1782,6 +2439,31 @@ mod tests {
         #[test]
         fn filter_rows_garbage_never_panics(header in proptest::collection::vec(any::<u8>(), 0..64), chunk in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = NegativeFilter::from_rows(|k| Ok(Some(if k == FILTER_HEADER_KEY { header.clone() } else { chunk.clone() })));
+        }
+
+        #[test]
+        fn run_filter_garbage_never_panics(
+            raw in any::<bool>(),
+            garbage in proptest::collection::vec(any::<u8>(), 0..64),
+            fields in (0u64..4, 0u64..100, 0u64..40),
+            chunk in proptest::collection::vec(any::<u8>(), 0..200),
+            entries in 0u64..4,
+        ) {
+            // Either bytes at random or a header whose sizes may or may not fit the rows.
+            let mut header = garbage.clone();
+            if !raw {
+                header = [fields.0, fields.1, fields.2].iter().flat_map(|v| v.to_le_bytes()).collect();
+                header.extend_from_slice(&[0u8; 16]);
+            }
+            let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(runfilter::RUN_FILTERS).unwrap();
+                t.insert(("r", runfilter::HEADER), header.as_slice()).unwrap();
+                t.insert(("r", 0), chunk.as_slice()).unwrap();
+                let _ = runfilter::load(&t, "r", entries);
+            }
+            txn.abort().unwrap();
         }
 
         #[test]
@@ -1884,6 +2566,8 @@ impl Index {
                             .saturating_sub(u64::from(loc.raw_len));
                     })?;
                     Self::set_shape(&txn, name, Some(left))?;
+                    // The run's keys are fewer, so its saved filter still holds them all.
+                    runfilter::set_entries(&txn, name, left.0)?;
                 }
             }
             let mut segs = txn.open_table(SEGMENTS)?;
