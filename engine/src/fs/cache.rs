@@ -305,8 +305,9 @@ pub(crate) struct DecodedDir {
 const DIR_CACHE_ENTRIES: usize = 1 << 16;
 
 impl DirCache {
-    /// The decoded entries of `block`, if they were decoded ahead; they are
-    /// handed over (removed), since a loaded directory is not decoded again.
+    /// The decoded entries of `block`, if they were decoded ahead. They are
+    /// handed over (removed): loading turns them into nodes, and a directory
+    /// unloaded later is decoded again by whoever reloads it.
     pub fn take(&self, block: &BlockRef) -> Option<DecodedDir> {
         let mut g = self.inner.lock();
         let d = g.dirs.remove(block)?;
