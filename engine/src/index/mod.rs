@@ -1397,6 +1397,17 @@ impl BloomStage {
         Self::with_bits(capacity, FILTER_BITS_PER_KEY)
     }
 
+    /// A stage of `capacity` keys holding `count` of them, from its words (a whole
+    /// number of 512-bit blocks, as [`BloomStage::with_bits`] sizes them).
+    fn from_words(words: Vec<AtomicU64>, capacity: usize, count: u64) -> Self {
+        BloomStage {
+            blocks: (words.len() / 8).max(1) as u64,
+            words,
+            capacity,
+            count: AtomicU64::new(count),
+        }
+    }
+
     /// An empty stage of `bits_per_key` bits per key of `capacity`.
     fn with_bits(capacity: usize, bits_per_key: usize) -> Self {
         let blocks = (capacity * bits_per_key).div_ceil(512).max(1);
@@ -2237,7 +2248,27 @@ mod tests {
     #[test]
     fn a_missing_or_corrupt_saved_run_filter_is_rebuilt_and_misses_no_key() {
         type Edit = fn(&mut RunFilterTable<'_>, &str);
-        let edits: [(&str, Edit); 6] = [
+        let edits: [(&str, Edit); 7] = [
+            ("capacity hostile, last row forged", |t, n| {
+                // A filter of 2^40 keys would take terabytes: its header and a last row
+                // of the right length must not make the open allocate it.
+                let mut v = t
+                    .get((n, runfilter::HEADER))
+                    .unwrap()
+                    .unwrap()
+                    .value()
+                    .to_vec();
+                let capacity = 1u64 << 40;
+                let words = (capacity * RUN_FILTER_BITS_PER_KEY as u64).div_ceil(512) * 8;
+                v[8..16].copy_from_slice(&capacity.to_le_bytes());
+                v[16..24].copy_from_slice(&words.to_le_bytes());
+                t.insert((n, runfilter::HEADER), v.as_slice()).unwrap();
+                let chunk = FILTER_CHUNK_WORDS as u64;
+                let last = words.div_ceil(chunk) - 1;
+                let last_len = (words - last * chunk) * 8;
+                t.insert((n, last), vec![0u8; last_len as usize].as_slice())
+                    .unwrap();
+            }),
             ("header removed", |t, n| {
                 t.remove((n, runfilter::HEADER)).unwrap();
             }),

@@ -13,7 +13,7 @@ use super::{BloomStage, FILTER_CHUNK_WORDS, RUN_FILTER_BITS_PER_KEY};
 use crate::error::Result;
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use std::ops::{Bound, Range};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// `(run name, chunk)` → bytes.
 pub(super) const RUN_FILTERS: TableDefinition<(&str, u64), &[u8]> =
@@ -112,38 +112,32 @@ pub(super) fn load(
     {
         return Ok(None);
     }
-    // Allocate only for a filter whose last row is there with the length it implies.
-    let chunk_words = FILTER_CHUNK_WORDS as u64;
-    let chunks = words.div_ceil(chunk_words);
-    let last_len = (words - (chunks - 1) * chunk_words) * 8;
-    if get(chunks - 1)?.map(|r| r.len() as u64) != Some(last_len) {
-        return Ok(None);
-    }
     let Ok(capacity) = usize::try_from(capacity) else {
         return Ok(None);
     };
-    let mut stage = BloomStage::with_bits(capacity, RUN_FILTER_BITS_PER_KEY);
+    // The words grow with the rows actually read, so a hostile header (a huge
+    // capacity) costs no more memory than the rows that are there.
+    let chunk_words = FILTER_CHUNK_WORDS as u64;
+    let mut bits: Vec<AtomicU64> = Vec::new();
     let mut hasher = blake3::Hasher::new();
-    for c in 0..chunks {
+    for c in 0..words.div_ceil(chunk_words) {
         let Some(bytes) = get(c)? else {
             return Ok(None);
         };
-        let first = c as usize * FILTER_CHUNK_WORDS;
-        let want = (stage.words.len() - first).min(FILTER_CHUNK_WORDS);
-        if bytes.len() != want * 8 {
+        if bytes.len() as u64 != (words - c * chunk_words).min(chunk_words) * 8 {
             return Ok(None);
         }
         hasher.update(&bytes);
-        for (j, w) in bytes.chunks_exact(8).enumerate() {
-            *stage.words[first + j].get_mut() =
-                u64::from_le_bytes(w.try_into().unwrap_or_default());
-        }
+        bits.extend(
+            bytes
+                .chunks_exact(8)
+                .map(|w| AtomicU64::new(u64::from_le_bytes(w.try_into().unwrap_or_default()))),
+        );
     }
     if hasher.finalize().as_bytes()[..CHECKSUM.len()] != header[CHECKSUM] {
         return Ok(None);
     }
-    *stage.count.get_mut() = entries;
-    Ok(Some(stage))
+    Ok(Some(BloomStage::from_words(bits, capacity, entries)))
 }
 
 /// The run names that have saved rows, in order (one B-tree seek per name).
