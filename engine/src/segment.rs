@@ -266,13 +266,7 @@ fn samples_compress(c: &mut zstd::bulk::Compressor<'static>, data: &[u8]) -> boo
 /// Builds the record for `data` with hashcode `hash`, compressing with zstd at `level`
 /// (0 disables compression). Fails when the block exceeds [`MAX_BLOCK_LEN`].
 pub fn encode_record(hash: &HashCode, data: &[u8], level: i32) -> Result<EncodedRecord> {
-    if data.len() > MAX_BLOCK_LEN {
-        return Err(Error::bad(format!(
-            "block of {} bytes exceeds the {MAX_BLOCK_LEN}-byte limit",
-            data.len()
-        )));
-    }
-    Ok(frame(RecordKind::Block, hash, data, level))
+    Ok(encode_record_parts(hash, data, level)?.joined())
 }
 
 /// Like [`encode_record`], but the record comes as header and payload, so that a raw
@@ -310,20 +304,25 @@ impl RecordParts<'_> {
     pub fn stored_len(&self) -> u32 {
         self.payload.len() as u32
     }
+
+    /// The record as one buffer.
+    fn joined(self) -> EncodedRecord {
+        let stored_len = self.stored_len();
+        let mut bytes = self.header;
+        bytes.reserve_exact(self.payload.len());
+        bytes.extend_from_slice(&self.payload);
+        EncodedRecord {
+            stored_len,
+            raw_len: self.raw_len,
+            codec: self.codec,
+            bytes,
+        }
+    }
 }
 
 /// Frames `data` as a record of `kind` with digest `hash`, compressed when it pays.
 fn frame(kind: RecordKind, hash: &HashCode, data: &[u8], level: i32) -> EncodedRecord {
-    let parts = frame_parts(kind, hash, data, level);
-    let mut bytes = parts.header;
-    bytes.reserve_exact(parts.payload.len());
-    bytes.extend_from_slice(&parts.payload);
-    EncodedRecord {
-        stored_len: parts.payload.len() as u32,
-        raw_len: parts.raw_len,
-        codec: parts.codec,
-        bytes,
-    }
+    frame_parts(kind, hash, data, level).joined()
 }
 
 /// [`frame`] as header and payload.
@@ -1231,11 +1230,20 @@ mod tests {
             .collect();
         for data in [&text[..], &random[..], b"tiny"] {
             let h = HashAlg::Blake3.hash(data);
-            let rec = encode_record(&h, data, 3).unwrap();
             let parts = encode_record_parts(&h, data, 3).unwrap();
-            assert_eq!([&parts.header[..], &parts.payload].concat(), rec.bytes);
-            assert_eq!(parts.stored_len(), rec.stored_len);
-            assert_eq!((parts.codec, parts.raw_len), (rec.codec, rec.raw_len));
+            let joined = [&parts.header[..], &parts.payload].concat();
+            // What the parts make is a whole, checksummed record of this block.
+            assert!(check_record_crc(&joined));
+            let hdr = parse_record_header(&joined).unwrap();
+            assert_eq!((hdr.kind, hdr.hash), (RecordKind::Block, h));
+            assert_eq!((hdr.codec, hdr.raw_len), (parts.codec, data.len() as u32));
+            assert_eq!(hdr.stored_len, parts.stored_len());
+            assert_eq!(hdr.record_len(), joined.len() as u64);
+            let raw =
+                decompress_fresh(hdr.codec, &joined[hdr.header_len()..], hdr.raw_len).unwrap();
+            assert_eq!(raw, data);
+            // And the same bytes as the one-buffer encoding.
+            assert_eq!(joined, encode_record(&h, data, 3).unwrap().bytes);
         }
         let big = vec![0u8; MAX_BLOCK_LEN + 1];
         assert!(encode_record_parts(&HashAlg::Blake3.hash(&big), &big, 3).is_err());
