@@ -8,6 +8,10 @@
 //! e.g. under a profiler). Prints one line per measurement;
 //! not a criterion bench because the interesting numbers are at millions of keys.
 
+/// The allocator the `vt` binary uses (see `cli/src/main.rs`).
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};

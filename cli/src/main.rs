@@ -11,6 +11,13 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// jemalloc instead of the system allocator: the index's page cache and the mount's
+/// request threads allocate and free many 4 KiB buffers from several threads, where
+/// glibc's per-thread arenas keep growing and trimming their heaps (page faults that
+/// zero fresh pages on every refill; BENCHMARKS.md, "Block index at scale").
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// vt: a content-addressed, deduplicating store for files and trees.
 #[derive(Debug, Parser)]
 #[command(name = "vt", version, about, max_term_width = 100)]
