@@ -40,6 +40,9 @@ pub type IndexKey = [u8; KEY_LEN];
 pub const KEY_LEN: usize = 33;
 /// Length of an encoded [`Location`].
 pub const LOCATION_LEN: usize = 24;
+/// Fewest bytes of the index file one entry takes (its key and location), whatever the
+/// table layout: a bound on the entry counts a file of a given size can hold.
+const ENTRY_LEN_MIN: u64 = (KEY_LEN + LOCATION_LEN) as u64;
 
 /// Name of the main block table.
 pub const MAIN: &str = "block_rows";
@@ -527,13 +530,17 @@ impl Index {
         mode: ConcurrencyMode,
         cache_bytes: usize,
     ) -> Result<Self> {
+        // The filters are sized from entry counts read from the file; no table holds more
+        // entries than the file has bytes for, so a corrupt count cannot size them.
+        let file_len = redb::StorageBackend::len(&backend)
+            .map_err(|e| Error::Index(format!("index file size: {e}")))?;
         let db = Database::builder()
             .set_concurrency_mode(mode)
             .set_cache_size(cache_bytes)
             .create_with_backend(backend)?;
         let mut ix = Self::with_db(Db::Rw(db), true);
         ix.convert_legacy()?;
-        ix.build_filter()?;
+        ix.build_filter(file_len)?;
         Ok(ix)
     }
 
@@ -603,9 +610,23 @@ impl Index {
     /// scans the main table) and each run's saved filter (without a valid one, scans the run
     /// to rebuild it, then saves it). The negative filter keeps the run filters as stages of
     /// its own instead of the runs' keys, so no run is scanned when its filter was saved.
-    fn build_filter(&mut self) -> Result<()> {
+    ///
+    /// Fails when a table claims more entries than the index file (`file_len` bytes when
+    /// opened) can hold: its counts are corrupt (no table is changed; a fresh index built
+    /// by `vt reindex` replaces it).
+    fn build_filter(&mut self, file_len: u64) -> Result<()> {
         let snap = self.open_snapshot()?;
-        let saved = self.saved_filter(&snap)?;
+        let max_entries = file_len / ENTRY_LEN_MIN;
+        if let Some((name, len)) =
+            (snap.names.iter().zip(&snap.lens)).find(|(_, l)| **l > max_entries)
+        {
+            return Err(Error::Index(format!(
+                "corrupt index: table {name:?} claims {len} entries, more than the \
+                 {file_len}-byte index file can hold; move the index file aside and run \
+                 `vt reindex` to rebuild it from the segments"
+            )));
+        }
+        let saved = self.saved_filter(&snap, file_len)?;
         let main_saved = saved.is_some();
         let is_run = |n: &String| n.starts_with(RUN_PREFIX);
         let unsaved: u64 = (snap.names.iter().zip(&snap.lens))
@@ -701,7 +722,9 @@ impl Index {
     }
 
     /// The saved filter, if it covers the main table of `snap` (the first table).
-    fn saved_filter(&self, snap: &Snapshot) -> Result<Option<NegativeFilter>> {
+    /// The filter saved with the main table, when valid; its words are stored in the file,
+    /// so a header claiming more than `file_len` bytes of them is not.
+    fn saved_filter(&self, snap: &Snapshot, file_len: u64) -> Result<Option<NegativeFilter>> {
         if !matches!(snap.tables.first(), Some(BlockTable::Rows(..))) {
             return Ok(None);
         }
@@ -714,7 +737,7 @@ impl Index {
         let Some(t) = missing_ok(txn.open_table(FILTER))? else {
             return Ok(None);
         };
-        NegativeFilter::from_rows(|k| Ok(t.get(k)?.map(|g| g.value().to_vec())))
+        NegativeFilter::from_rows(file_len / 8, |k| Ok(t.get(k)?.map(|g| g.value().to_vec())))
     }
 
     /// True when the index can be written.
@@ -1575,8 +1598,12 @@ impl NegativeFilter {
         rows
     }
 
-    /// Decodes [`NegativeFilter::to_rows`]; `None` when the rows are inconsistent.
-    fn from_rows(get: impl Fn(u64) -> Result<Option<Vec<u8>>>) -> Result<Option<Self>> {
+    /// Decodes [`NegativeFilter::to_rows`]; `None` when the rows are inconsistent or
+    /// the stages claim more than `max_words` words in all (nothing is allocated for them).
+    fn from_rows(
+        max_words: u64,
+        get: impl Fn(u64) -> Result<Option<Vec<u8>>>,
+    ) -> Result<Option<Self>> {
         let Some(header) = get(FILTER_HEADER_KEY)? else {
             return Ok(None);
         };
@@ -1588,7 +1615,7 @@ impl NegativeFilter {
         let Some(n) = at(0).filter(|&n| n < 64) else {
             return Ok(None);
         };
-        let mut stages = Vec::new();
+        let (mut stages, mut total_words) = (Vec::new(), 0u64);
         for i in 0..n as usize {
             let (Some(capacity), Some(count), Some(words)) =
                 (at(1 + 3 * i), at(2 + 3 * i), at(3 + 3 * i))
@@ -1603,6 +1630,10 @@ impl NegativeFilter {
             let last = get((i as u64) << 32 | chunks.saturating_sub(1))?;
             let last_len = (words - chunks.saturating_sub(1) * FILTER_CHUNK_WORDS as u64) * 8;
             if expected != Some(words) || last.map(|r| r.len() as u64) != Some(last_len) {
+                return Ok(None);
+            }
+            total_words = total_words.saturating_add(words);
+            if total_words > max_words {
                 return Ok(None);
             }
             let st = BloomStage::new(capacity as usize);
@@ -2115,7 +2146,7 @@ mod tests {
             f.insert(&key_n(i));
         }
         let rows: std::collections::HashMap<u64, Vec<u8>> = f.to_rows().into_iter().collect();
-        let g = NegativeFilter::from_rows(|k| Ok(rows.get(&k).cloned()))
+        let g = NegativeFilter::from_rows(u64::MAX, |k| Ok(rows.get(&k).cloned()))
             .unwrap()
             .unwrap();
         assert!((0..5000).all(|i| g.may_contain(&key_n(i))));
@@ -2331,6 +2362,89 @@ mod tests {
     }
 
     #[test]
+    fn a_saved_filter_claiming_more_words_than_the_file_holds_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let idx = open_file(&path, crate::io::OpenMode::CreateNew);
+        // The second commit merges into the main table, which saves the filter.
+        let n = fill(&idx, &[300, 300]);
+        drop(idx);
+        // One stage of 2^40 keys (terabytes of words), with a last row of the right length:
+        // every check but the file's size passes.
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(FILTER).unwrap();
+            assert!(
+                t.get(FILTER_HEADER_KEY).unwrap().is_some(),
+                "no filter saved"
+            );
+            let capacity = 1u64 << 40;
+            let words = (capacity * FILTER_BITS_PER_KEY as u64).div_ceil(512) * 8;
+            let header: Vec<u8> = [1, capacity, 0, words]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
+            t.insert(FILTER_HEADER_KEY, header.as_slice()).unwrap();
+            let chunk = FILTER_CHUNK_WORDS as u64;
+            let last = words.div_ceil(chunk) - 1;
+            let last_len = (words - last * chunk) * 8;
+            t.insert(last, vec![0u8; last_len as usize].as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+        drop(db);
+        let idx = open_file(&path, crate::io::OpenMode::Write);
+        // Rebuilt by scanning the main table, and no key is missed.
+        assert!(idx.filter_open_stats().entries_scanned >= u64::from(n));
+        assert!((0..n).all(|i| idx.get(&key_n(i)).unwrap().is_some()));
+        assert!(idx.filter().unwrap().memory_bytes() < 1 << 30);
+    }
+
+    #[test]
+    fn an_entry_count_beyond_the_file_size_fails_the_open_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let (n, _) = file_with_runs(&path, &[300, 40, 5]);
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        let (entries, buckets) = {
+            let mut t = txn.open_table(COUNTS).unwrap();
+            let shape = t.get(MAIN).unwrap().unwrap().value();
+            // As many entries as a petabyte-sized file would hold.
+            t.insert(MAIN, (1u64 << 50, shape.1)).unwrap();
+            shape
+        };
+        txn.commit().unwrap();
+        drop(db);
+        use crate::io::{Fs, OsFs};
+        let file = OsFs.open(&path, crate::io::OpenMode::Write).unwrap();
+        let err = Index::open_writable(
+            IndexBackend::Io(file),
+            ConcurrencyMode::ExclusiveWriter,
+            1 << 20,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("corrupt index") && err.contains("block_rows") && err.contains("reindex"),
+            "{err}"
+        );
+        // The open wrote no table (redb's own header is rewritten by any open): with
+        // the count put back, every key is there.
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(COUNTS)
+            .unwrap()
+            .insert(MAIN, (entries, buckets))
+            .unwrap();
+        txn.commit().unwrap();
+        drop(db);
+        let idx = open_file(&path, crate::io::OpenMode::Write);
+        assert!((0..n).all(|i| idx.get(&key_n(i)).unwrap().is_some()));
+    }
+
+    #[test]
     fn files_without_saved_run_filters_are_scanned_and_orphans_removed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.redb");
@@ -2469,7 +2583,7 @@ mod tests {
 
         #[test]
         fn filter_rows_garbage_never_panics(header in proptest::collection::vec(any::<u8>(), 0..64), chunk in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let _ = NegativeFilter::from_rows(|k| Ok(Some(if k == FILTER_HEADER_KEY { header.clone() } else { chunk.clone() })));
+            let _ = NegativeFilter::from_rows(u64::MAX, |k| Ok(Some(if k == FILTER_HEADER_KEY { header.clone() } else { chunk.clone() })));
         }
 
         #[test]
