@@ -221,8 +221,17 @@ impl FileBuf {
             let idx = pos / PAGE;
             let in_page = (pos % PAGE) as usize;
             let n = (PAGE as usize - in_page).min(rest.len());
-            let page = self.page_mut(store, idx)?;
-            page[in_page..in_page + n].copy_from_slice(&rest[..n]);
+            if n == PAGE as usize && !self.pages.contains_key(&idx) {
+                // A whole new page is the data itself: nothing of the base shows
+                // through, so it is neither read nor zeroed first.
+                let data = Arc::new(rest[..n].to_vec());
+                self.pages.insert(idx, Page { data, gen: 0 });
+                // Counts it as fresh and stamps it, as for any written page.
+                self.held_page_mut(idx);
+            } else {
+                let page = self.page_mut(store, idx)?;
+                page[in_page..in_page + n].copy_from_slice(&rest[..n]);
+            }
             rest = &rest[n..];
             pos += n as u64;
         }

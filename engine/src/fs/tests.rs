@@ -628,7 +628,9 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0u64..300_000, proptest::collection::vec(any::<u8>(), 0..70_000)).prop_map(|(o, d)| Op::Write(o, d)),
+        // Up to two pages long, so that writes often cover whole pages (over stored
+        // content too, after a commit), which take a path of their own.
+        4 => (0u64..300_000, proptest::collection::vec(any::<u8>(), 0..140_000)).prop_map(|(o, d)| Op::Write(o, d)),
         1 => (0u64..300_000).prop_map(Op::Truncate),
         1 => Just(Op::Commit),
     ]
