@@ -159,9 +159,9 @@ impl FuseFs {
     /// through this mount and the kernel updates its cached pages as it passes a
     /// write on, so cached pages stay valid across opens (`FOPEN_KEEP_CACHE`).
     /// Large files opened read-only skip the cache (see [`DIRECT_READ_MIN`]).
-    fn open_flags(&self, ino: INodeNo, write: bool) -> FopenFlags {
+    fn open_flags(&self, ino: INodeNo, write: bool, write_only: bool) -> FopenFlags {
         let large = || self.fs.size(ino.0).is_ok_and(|s| s >= DIRECT_READ_MIN);
-        if self.direct_reads && !write && large() {
+        if self.direct_reads && (write_only || (!write && large())) {
             FopenFlags::FOPEN_DIRECT_IO
         } else {
             FopenFlags::FOPEN_KEEP_CACHE
@@ -348,7 +348,10 @@ impl Filesystem for FuseFs {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
         let trunc = flags.0 & libc::O_TRUNC != 0;
         match self.fs.open(ino.0, write, trunc) {
-            Ok(fh) => reply.opened(FileHandle(fh), self.open_flags(ino, write)),
+            Ok(fh) => reply.opened(
+                FileHandle(fh),
+                self.open_flags(ino, write, flags.acc_mode() == OpenAccMode::O_WRONLY),
+            ),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -605,18 +608,17 @@ impl Filesystem for FuseFs {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _flags: i32,
+        flags: i32,
         reply: ReplyCreate,
     ) {
         let mode = mode & !umask;
+        let write_only = flags & libc::O_ACCMODE == libc::O_WRONLY;
+        let open = match write_only && self.direct_reads {
+            true => FopenFlags::FOPEN_DIRECT_IO,
+            false => FopenFlags::FOPEN_KEEP_CACHE,
+        };
         match self.fs.create(parent.0, name.as_bytes(), mode, caller(req)) {
-            Ok((a, fh)) => reply.created(
-                &TTL,
-                &attr(&a),
-                Generation(0),
-                FileHandle(fh),
-                FopenFlags::FOPEN_KEEP_CACHE,
-            ),
+            Ok((a, fh)) => reply.created(&TTL, &attr(&a), Generation(0), FileHandle(fh), open),
             Err(e) => reply.error(errno(e)),
         }
     }

@@ -660,6 +660,60 @@ fn large_files_read_directly_stay_coherent_with_writes_and_mmap() {
     m.stop();
 }
 
+#[test]
+fn write_only_handles_bypass_the_page_cache_and_readers_see_their_writes() {
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    let env = Env::new();
+    let m = env.mount(&[]);
+    let f = env.mnt().join("small");
+    fs::write(&f, pattern(3, 200_000)).unwrap();
+    // A reader caches the file's pages (small files are read through the page cache).
+    let r = fs::File::open(&f).unwrap();
+    let mut before = vec![0u8; 200_000];
+    r.read_exact_at(&mut before, 0).unwrap();
+    // Unaligned overwrites, an append and a write past the end through a write-only
+    // handle (which the mount opens for direct I/O).
+    let mut want = before.clone();
+    let w = fs::OpenOptions::new().write(true).open(&f).unwrap();
+    w.write_all_at(b"overwritten", 4093).unwrap();
+    want[4093..4093 + 11].copy_from_slice(b"overwritten");
+    w.write_all_at(&pattern(4, 70_000), 100_001).unwrap();
+    want[100_001..170_001].copy_from_slice(&pattern(4, 70_000));
+    w.write_all_at(b"tail", 300_000).unwrap();
+    want.resize(300_000, 0);
+    want.extend_from_slice(b"tail");
+    let mut a = fs::OpenOptions::new().append(true).open(&f).unwrap();
+    a.write_all(b"appended").unwrap();
+    want.extend_from_slice(b"appended");
+    drop((w, a));
+    // The reader's next reads (same handle, then a new one, then a mapping) see them.
+    let mut got = vec![0u8; want.len()];
+    r.read_exact_at(&mut got, 0).unwrap();
+    assert!(got == want, "read through the caching handle");
+    assert!(fs::read(&f).unwrap() == want, "read through a new handle");
+    let script = format!(
+        "import mmap, sys\n\
+         with open('{}', 'rb') as f:\n    \
+         m = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)\n    \
+         sys.stdout.buffer.write(m[:])",
+        f.display()
+    );
+    let mapped = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(mapped.status.success());
+    assert!(mapped.stdout == want, "read through a shared mapping");
+    assert_eq!(fs::metadata(&f).unwrap().len(), want.len() as u64);
+    drop(r);
+    m.stop();
+    let m = env.mount(&[]);
+    assert!(fs::read(&f).unwrap() == want, "after remount");
+    m.stop();
+}
+
 /// Allocated bytes as `stat` reports them (`st_blocks` × 512).
 fn allocated(p: &Path) -> u64 {
     fs::metadata(p).unwrap().blocks() * 512
