@@ -158,7 +158,10 @@ impl FuseFs {
     /// How the kernel should cache an opened file. Every change to a file goes
     /// through this mount and the kernel updates its cached pages as it passes a
     /// write on, so cached pages stay valid across opens (`FOPEN_KEEP_CACHE`).
-    /// Large files opened read-only skip the cache (see [`DIRECT_READ_MIN`]).
+    /// Large files opened read-only skip the cache (see [`DIRECT_READ_MIN`]), and so do
+    /// files opened write-only: their writes then go to the mount straight from the
+    /// writer's buffer, and the kernel drops cached pages of the range written, which
+    /// keeps other handles coherent. Both need `FUSE_DIRECT_IO_ALLOW_MMAP`.
     fn open_flags(&self, ino: INodeNo, write: bool, write_only: bool) -> FopenFlags {
         let large = || self.fs.size(ino.0).is_ok_and(|s| s >= DIRECT_READ_MIN);
         if self.direct_reads && (write_only || (!write && large())) {
