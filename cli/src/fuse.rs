@@ -616,12 +616,11 @@ impl Filesystem for FuseFs {
     ) {
         let mode = mode & !umask;
         let write_only = flags & libc::O_ACCMODE == libc::O_WRONLY;
-        let open = match write_only && self.direct_reads {
-            true => FopenFlags::FOPEN_DIRECT_IO,
-            false => FopenFlags::FOPEN_KEEP_CACHE,
-        };
         match self.fs.create(parent.0, name.as_bytes(), mode, caller(req)) {
-            Ok((a, fh)) => reply.created(&TTL, &attr(&a), Generation(0), FileHandle(fh), open),
+            Ok((a, fh)) => {
+                let open = self.open_flags(INodeNo(a.ino), true, write_only);
+                reply.created(&TTL, &attr(&a), Generation(0), FileHandle(fh), open)
+            }
             Err(e) => reply.error(errno(e)),
         }
     }

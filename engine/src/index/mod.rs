@@ -626,7 +626,7 @@ impl Index {
                  `vt reindex` to rebuild it from the segments"
             )));
         }
-        let saved = self.saved_filter(&snap, file_len)?;
+        let saved = self.saved_filter(&snap)?;
         let main_saved = saved.is_some();
         let is_run = |n: &String| n.starts_with(RUN_PREFIX);
         let unsaved: u64 = (snap.names.iter().zip(&snap.lens))
@@ -722,9 +722,7 @@ impl Index {
     }
 
     /// The saved filter, if it covers the main table of `snap` (the first table).
-    /// The filter saved with the main table, when valid; its words are stored in the file,
-    /// so a header claiming more than `file_len` bytes of them is not.
-    fn saved_filter(&self, snap: &Snapshot, file_len: u64) -> Result<Option<NegativeFilter>> {
+    fn saved_filter(&self, snap: &Snapshot) -> Result<Option<NegativeFilter>> {
         if !matches!(snap.tables.first(), Some(BlockTable::Rows(..))) {
             return Ok(None);
         }
@@ -737,7 +735,7 @@ impl Index {
         let Some(t) = missing_ok(txn.open_table(FILTER))? else {
             return Ok(None);
         };
-        NegativeFilter::from_rows(file_len / 8, |k| Ok(t.get(k)?.map(|g| g.value().to_vec())))
+        NegativeFilter::from_rows(|k| Ok(t.get(k)?.map(|g| g.value().to_vec())))
     }
 
     /// True when the index can be written.
@@ -1406,6 +1404,41 @@ pub const FILTER_CHUNK_WORDS: usize = 1 << 17;
 /// `filter` table key of the header row.
 pub const FILTER_HEADER_KEY: u64 = u64::MAX;
 
+/// Words (u64) of a Bloom filter of `capacity` keys at `bits_per_key`, as
+/// [`BloomStage::with_bits`] sizes it; `None` when that overflows.
+fn filter_words(capacity: u64, bits_per_key: usize) -> Option<u64> {
+    let bits = capacity.checked_mul(bits_per_key as u64)?;
+    Some(bits.div_ceil(512).max(1) * 8)
+}
+
+/// Reads `words` filter words saved in rows of [`FILTER_CHUNK_WORDS`] (row `c` from
+/// `get(c)`), passing each row to `seen`; `None` when a row is missing or of the wrong
+/// length. The words grow with the rows read, so a saved header claiming a huge filter
+/// costs no more memory than the rows that are there.
+fn read_words(
+    words: u64,
+    mut get: impl FnMut(u64) -> Result<Option<Vec<u8>>>,
+    mut seen: impl FnMut(&[u8]),
+) -> Result<Option<Vec<AtomicU64>>> {
+    let chunk = FILTER_CHUNK_WORDS as u64;
+    let mut out = Vec::new();
+    for c in 0..words.div_ceil(chunk) {
+        let Some(bytes) = get(c)? else {
+            return Ok(None);
+        };
+        if bytes.len() as u64 != (words - c * chunk).min(chunk) * 8 {
+            return Ok(None);
+        }
+        seen(&bytes);
+        out.extend(
+            bytes
+                .chunks_exact(8)
+                .map(|w| AtomicU64::new(u64::from_le_bytes(w.try_into().unwrap_or_default()))),
+        );
+    }
+    Ok(Some(out))
+}
+
 /// One blocked Bloom filter: each key sets bits within one 512-bit (cache-line) block.
 #[derive(Debug)]
 struct BloomStage {
@@ -1598,12 +1631,8 @@ impl NegativeFilter {
         rows
     }
 
-    /// Decodes [`NegativeFilter::to_rows`]; `None` when the rows are inconsistent or
-    /// the stages claim more than `max_words` words in all (nothing is allocated for them).
-    fn from_rows(
-        max_words: u64,
-        get: impl Fn(u64) -> Result<Option<Vec<u8>>>,
-    ) -> Result<Option<Self>> {
+    /// Decodes [`NegativeFilter::to_rows`]; `None` when the rows are inconsistent.
+    fn from_rows(get: impl Fn(u64) -> Result<Option<Vec<u8>>>) -> Result<Option<Self>> {
         let Some(header) = get(FILTER_HEADER_KEY)? else {
             return Ok(None);
         };
@@ -1615,44 +1644,25 @@ impl NegativeFilter {
         let Some(n) = at(0).filter(|&n| n < 64) else {
             return Ok(None);
         };
-        let (mut stages, mut total_words) = (Vec::new(), 0u64);
-        for i in 0..n as usize {
-            let (Some(capacity), Some(count), Some(words)) =
-                (at(1 + 3 * i), at(2 + 3 * i), at(3 + 3 * i))
-            else {
+        let mut stages = Vec::new();
+        for i in 0..n {
+            let (Some(capacity), Some(count), Some(words)) = (
+                at(1 + 3 * i as usize),
+                at(2 + 3 * i as usize),
+                at(3 + 3 * i as usize),
+            ) else {
                 return Ok(None);
             };
-            let expected = capacity
-                .checked_mul(FILTER_BITS_PER_KEY as u64)
-                .map(|bits| bits.div_ceil(512).max(1) * 8);
-            let chunks = words.div_ceil(FILTER_CHUNK_WORDS as u64);
-            // Allocate only for a stage whose rows are all there (the last one checked).
-            let last = get((i as u64) << 32 | chunks.saturating_sub(1))?;
-            let last_len = (words - chunks.saturating_sub(1) * FILTER_CHUNK_WORDS as u64) * 8;
-            if expected != Some(words) || last.map(|r| r.len() as u64) != Some(last_len) {
+            let (Ok(cap), true) = (
+                usize::try_from(capacity),
+                filter_words(capacity, FILTER_BITS_PER_KEY) == Some(words),
+            ) else {
                 return Ok(None);
-            }
-            total_words = total_words.saturating_add(words);
-            if total_words > max_words {
+            };
+            let Some(w) = read_words(words, |c| get(i << 32 | c), |_| {})? else {
                 return Ok(None);
-            }
-            let st = BloomStage::new(capacity as usize);
-            st.count.store(count, Ordering::Relaxed);
-            for c in 0..chunks {
-                let Some(bytes) = get((i as u64) << 32 | c)? else {
-                    return Ok(None);
-                };
-                let first = c as usize * FILTER_CHUNK_WORDS;
-                let want = (st.words.len() - first).min(FILTER_CHUNK_WORDS);
-                if bytes.len() != want * 8 {
-                    return Ok(None);
-                }
-                for (j, w) in bytes.chunks_exact(8).enumerate() {
-                    let v = u64::from_le_bytes(w.try_into().unwrap_or_default());
-                    st.words[first + j].store(v, Ordering::Relaxed);
-                }
-            }
-            stages.push(st);
+            };
+            stages.push(BloomStage::from_words(w, cap, count));
         }
         Ok(Some(NegativeFilter {
             stages: RwLock::new(stages),
@@ -2146,7 +2156,7 @@ mod tests {
             f.insert(&key_n(i));
         }
         let rows: std::collections::HashMap<u64, Vec<u8>> = f.to_rows().into_iter().collect();
-        let g = NegativeFilter::from_rows(u64::MAX, |k| Ok(rows.get(&k).cloned()))
+        let g = NegativeFilter::from_rows(|k| Ok(rows.get(&k).cloned()))
             .unwrap()
             .unwrap();
         assert!((0..5000).all(|i| g.may_contain(&key_n(i))));
@@ -2276,6 +2286,28 @@ mod tests {
         check_run_filters(&idx);
     }
 
+    /// What a forged saved-filter header must claim for `capacity` keys at `bits` per key
+    /// to pass the header's checks: its words, and its last row's number and bytes.
+    fn hostile_filter(capacity: u64, bits: usize) -> (u64, u64, Vec<u8>) {
+        let words = filter_words(capacity, bits).unwrap();
+        let chunk = FILTER_CHUNK_WORDS as u64;
+        let last = words.div_ceil(chunk) - 1;
+        (
+            words,
+            last,
+            vec![0u8; ((words - last * chunk) * 8) as usize],
+        )
+    }
+
+    /// The header row of run `n`'s saved filter.
+    fn run_filter_header(t: &RunFilterTable<'_>, n: &str) -> Vec<u8> {
+        t.get((n, runfilter::HEADER))
+            .unwrap()
+            .unwrap()
+            .value()
+            .to_vec()
+    }
+
     #[test]
     fn a_missing_or_corrupt_saved_run_filter_is_rebuilt_and_misses_no_key() {
         type Edit = fn(&mut RunFilterTable<'_>, &str);
@@ -2283,22 +2315,13 @@ mod tests {
             ("capacity hostile, last row forged", |t, n| {
                 // A filter of 2^40 keys would take terabytes: its header and a last row
                 // of the right length must not make the open allocate it.
-                let mut v = t
-                    .get((n, runfilter::HEADER))
-                    .unwrap()
-                    .unwrap()
-                    .value()
-                    .to_vec();
+                let mut v = run_filter_header(t, n);
                 let capacity = 1u64 << 40;
-                let words = (capacity * RUN_FILTER_BITS_PER_KEY as u64).div_ceil(512) * 8;
+                let (words, last, last_row) = hostile_filter(capacity, RUN_FILTER_BITS_PER_KEY);
                 v[8..16].copy_from_slice(&capacity.to_le_bytes());
                 v[16..24].copy_from_slice(&words.to_le_bytes());
                 t.insert((n, runfilter::HEADER), v.as_slice()).unwrap();
-                let chunk = FILTER_CHUNK_WORDS as u64;
-                let last = words.div_ceil(chunk) - 1;
-                let last_len = (words - last * chunk) * 8;
-                t.insert((n, last), vec![0u8; last_len as usize].as_slice())
-                    .unwrap();
+                t.insert((n, last), last_row.as_slice()).unwrap();
             }),
             ("header removed", |t, n| {
                 t.remove((n, runfilter::HEADER)).unwrap();
@@ -2315,21 +2338,11 @@ mod tests {
                 t.insert((n, 0), &v[..v.len() - 8]).unwrap();
             }),
             ("header short", |t, n| {
-                let v = t
-                    .get((n, runfilter::HEADER))
-                    .unwrap()
-                    .unwrap()
-                    .value()
-                    .to_vec();
+                let v = run_filter_header(t, n);
                 t.insert((n, runfilter::HEADER), &v[..v.len() - 1]).unwrap();
             }),
             ("entry count stale", |t, n| {
-                let mut v = t
-                    .get((n, runfilter::HEADER))
-                    .unwrap()
-                    .unwrap()
-                    .value()
-                    .to_vec();
+                let mut v = run_filter_header(t, n);
                 v[0] ^= 1;
                 t.insert((n, runfilter::HEADER), v.as_slice()).unwrap();
             }),
@@ -2362,7 +2375,7 @@ mod tests {
     }
 
     #[test]
-    fn a_saved_filter_claiming_more_words_than_the_file_holds_is_rebuilt() {
+    fn a_saved_filter_claiming_a_huge_size_is_rebuilt_without_allocating_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.redb");
         let idx = open_file(&path, crate::io::OpenMode::CreateNew);
@@ -2370,7 +2383,7 @@ mod tests {
         let n = fill(&idx, &[300, 300]);
         drop(idx);
         // One stage of 2^40 keys (terabytes of words), with a last row of the right length:
-        // every check but the file's size passes.
+        // the header's checks pass, and only the rows that are there may be read.
         let db = Database::create(&path).unwrap();
         let txn = db.begin_write().unwrap();
         {
@@ -2380,17 +2393,13 @@ mod tests {
                 "no filter saved"
             );
             let capacity = 1u64 << 40;
-            let words = (capacity * FILTER_BITS_PER_KEY as u64).div_ceil(512) * 8;
+            let (words, last, last_row) = hostile_filter(capacity, FILTER_BITS_PER_KEY);
             let header: Vec<u8> = [1, capacity, 0, words]
                 .iter()
                 .flat_map(|v| v.to_le_bytes())
                 .collect();
             t.insert(FILTER_HEADER_KEY, header.as_slice()).unwrap();
-            let chunk = FILTER_CHUNK_WORDS as u64;
-            let last = words.div_ceil(chunk) - 1;
-            let last_len = (words - last * chunk) * 8;
-            t.insert(last, vec![0u8; last_len as usize].as_slice())
-                .unwrap();
+            t.insert(last, last_row.as_slice()).unwrap();
         }
         txn.commit().unwrap();
         drop(db);
@@ -2583,7 +2592,7 @@ mod tests {
 
         #[test]
         fn filter_rows_garbage_never_panics(header in proptest::collection::vec(any::<u8>(), 0..64), chunk in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let _ = NegativeFilter::from_rows(u64::MAX, |k| Ok(Some(if k == FILTER_HEADER_KEY { header.clone() } else { chunk.clone() })));
+            let _ = NegativeFilter::from_rows(|k| Ok(Some(if k == FILTER_HEADER_KEY { header.clone() } else { chunk.clone() })));
         }
 
         #[test]

@@ -9,11 +9,11 @@
 //! written before run filters were saved, a torn or corrupt value) makes the open rebuild
 //! that run's filter by scanning it.
 
-use super::{BloomStage, FILTER_CHUNK_WORDS, RUN_FILTER_BITS_PER_KEY};
+use super::{filter_words, read_words, BloomStage, FILTER_CHUNK_WORDS, RUN_FILTER_BITS_PER_KEY};
 use crate::error::Result;
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use std::ops::{Bound, Range};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 /// `(run name, chunk)` → bytes.
 pub(super) const RUN_FILTERS: TableDefinition<(&str, u64), &[u8]> =
@@ -33,12 +33,6 @@ pub const HEADER_LEN: usize = 40;
 
 fn u64_at(v: &[u8], r: Range<usize>) -> Option<u64> {
     Some(u64::from_le_bytes(v.get(r)?.try_into().ok()?))
-}
-
-/// Words of a run filter of `capacity` keys (as [`BloomStage::with_bits`] sizes it).
-fn words_for(capacity: u64) -> Option<u64> {
-    let bits = capacity.checked_mul(RUN_FILTER_BITS_PER_KEY as u64)?;
-    Some(bits.div_ceil(512).max(1) * 8)
 }
 
 /// Saves `filter`, the filter of the run `name` holding `entries` entries, replacing any
@@ -108,32 +102,22 @@ pub(super) fn load(
     else {
         return Ok(None);
     };
-    if header.len() != HEADER_LEN || saved_entries != entries || words_for(capacity) != Some(words)
+    if header.len() != HEADER_LEN
+        || saved_entries != entries
+        || filter_words(capacity, RUN_FILTER_BITS_PER_KEY) != Some(words)
     {
         return Ok(None);
     }
     let Ok(capacity) = usize::try_from(capacity) else {
         return Ok(None);
     };
-    // The words grow with the rows actually read, so a hostile header (a huge
-    // capacity) costs no more memory than the rows that are there.
-    let chunk_words = FILTER_CHUNK_WORDS as u64;
-    let mut bits: Vec<AtomicU64> = Vec::new();
     let mut hasher = blake3::Hasher::new();
-    for c in 0..words.div_ceil(chunk_words) {
-        let Some(bytes) = get(c)? else {
-            return Ok(None);
-        };
-        if bytes.len() as u64 != (words - c * chunk_words).min(chunk_words) * 8 {
-            return Ok(None);
-        }
-        hasher.update(&bytes);
-        bits.extend(
-            bytes
-                .chunks_exact(8)
-                .map(|w| AtomicU64::new(u64::from_le_bytes(w.try_into().unwrap_or_default()))),
-        );
-    }
+    let Some(bits) = read_words(words, get, |row| {
+        hasher.update(row);
+    })?
+    else {
+        return Ok(None);
+    };
     if hasher.finalize().as_bytes()[..CHECKSUM.len()] != header[CHECKSUM] {
         return Ok(None);
     }
