@@ -830,11 +830,21 @@ impl Index {
         Ok(s)
     }
 
-    /// The location of `key`, if indexed.
+    /// The location of `key`, if indexed: the negative filter first, so a key that is
+    /// absent usually costs no table lookup. For keys expected to be present, see
+    /// [`Index::lookup`].
     pub fn get(&self, key: &IndexKey) -> Result<Option<Location>> {
         if !self.may_contain(key) {
             return Ok(None);
         }
+        self.lookup(key)
+    }
+
+    /// [`Index::get`] without the negative filter, for keys expected to be present (the
+    /// blocks a reader was given references to): for them the filter answers "maybe",
+    /// after probing a cache line or more of its stages in vain. The runs' own filters
+    /// still skip the runs that cannot hold the key.
+    pub fn lookup(&self, key: &IndexKey) -> Result<Option<Location>> {
         if let Some(loc) = Self::get_in(&*self.snapshot()?, key)? {
             return Ok(Some(loc));
         }
@@ -846,18 +856,16 @@ impl Index {
         Self::get_in(&*self.fresh_snapshot(gen)?, key)
     }
 
-    /// The locations of `keys` (`None` for those not indexed), looked up in one snapshot.
+    /// The locations of `keys` (`None` for those not indexed), looked up in one snapshot
+    /// as [`Index::lookup`] does: for keys expected to be present.
     pub fn get_many(&self, keys: &[IndexKey]) -> Result<Vec<Option<Location>>> {
         let snap = self.snapshot()?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            let found = match self.may_contain(key) {
-                true => Self::get_in(&snap, key)?,
-                false => None,
-            };
-            // A follower's miss re-checks a fresh snapshot, as `get` does.
+            let found = Self::get_in(&snap, key)?;
+            // A follower's miss re-checks a fresh snapshot, as `lookup` does.
             out.push(match found {
-                None if !self.cache_snapshots => self.get(key)?,
+                None if !self.cache_snapshots => self.lookup(key)?,
                 found => found,
             });
         }
@@ -1921,6 +1929,39 @@ mod tests {
         assert_eq!(idx.commit(cleared, true).unwrap().blocks, 0);
         assert!(idx.get(&key_n(0)).unwrap().is_none());
         assert_eq!(idx.layout().unwrap(), Layout::default());
+    }
+
+    #[test]
+    fn lookup_without_the_negative_filter_answers_as_get_does() {
+        let idx = Index::in_memory().unwrap();
+        let n = fill(&idx, &[400, 20, 5]);
+        assert!(!idx.layout().unwrap().runs.is_empty());
+        // A newer entry for a key of the main table and one for a key of a run.
+        let moved = |i: u32| Location {
+            segment: SegmentId(77),
+            ..loc_n(i)
+        };
+        let batch = Batch {
+            blocks: vec![(key_n(3), moved(3)), (key_n(n - 2), moved(n - 2))],
+            ..Batch::default()
+        };
+        idx.commit(batch, true).unwrap();
+        let keys: Vec<IndexKey> = (0..n + 50).map(key_n).collect();
+        let many = idx.get_many(&keys).unwrap();
+        for (i, k) in keys.iter().enumerate() {
+            let got = idx.lookup(k).unwrap();
+            assert_eq!(got, idx.get(k).unwrap(), "key {i}");
+            assert_eq!(got, many[i], "key {i}");
+            assert_eq!(got.is_some(), (i as u32) < n, "key {i}");
+        }
+        assert_eq!(
+            idx.lookup(&key_n(3)).unwrap().unwrap().segment,
+            SegmentId(77)
+        );
+        assert_eq!(
+            idx.lookup(&key_n(n - 2)).unwrap().unwrap().segment,
+            SegmentId(77)
+        );
     }
 
     #[test]

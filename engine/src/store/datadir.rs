@@ -517,11 +517,14 @@ impl DataDir {
         Ok(data)
     }
 
+    /// Where `key`'s record is, pending or indexed; for keys expected to be present
+    /// (see [`Index::lookup`]): callers asking about likely-absent keys check the
+    /// negative filter first, as [`present`](Self::present) does.
     pub(crate) fn lookup(&self, key: &IndexKey) -> Result<Option<Location>> {
         if let Some(loc) = self.pending.read().blocks.get(key) {
             return Ok(Some(*loc));
         }
-        self.index.get(key)
+        self.index.lookup(key)
     }
 
     /// [`lookup`](Self::lookup) of many keys, in one index snapshot.
@@ -534,7 +537,7 @@ impl DataDir {
         keys.iter()
             .map(|k| match p.blocks.get(k) {
                 Some(loc) => Ok(Some(*loc)),
-                None => self.index.get(k),
+                None => self.index.lookup(k),
             })
             .collect()
     }
@@ -1403,7 +1406,7 @@ impl Store for DataDir {
             return Ok(());
         }
         drop(p);
-        match self.index.get(&key)? {
+        match self.index.lookup(&key)? {
             Some(l) if l.flags & FLAG_INDIRECT_COMPLETE != 0 => Ok(()),
             Some(_) => {
                 self.pending.write().complete.insert(key);
