@@ -200,14 +200,16 @@ impl<'a> Cursor<'a> {
             return Ok(());
         }
         loop {
+            // A quoted key may be empty (metadata keeps whatever keys a record had).
             let key = if matches!(self.peek(), Some(b'"' | b'\'')) {
                 self.quoted()?.to_text()?
             } else {
-                self.ident().to_owned()
+                let key = self.ident().to_owned();
+                if key.is_empty() {
+                    return Err(self.err("expected a key"));
+                }
+                key
             };
-            if key.is_empty() {
-                return Err(self.err("expected a key"));
-            }
             if seen.contains(&key) {
                 return Err(self.err(&format!("repeated key {key:?}")));
             }

@@ -233,3 +233,14 @@ proptest! {
         let _ = Dirent::parse(&String::from_utf8_lossy(&t));
     }
 }
+
+#[test]
+fn an_empty_meta_key_survives_the_transcription() {
+    // Compact meta text ":v" has an empty key; the transcription quotes it as "".
+    let m = Meta::from_text(":v;a:b").unwrap();
+    let text = m.to_string();
+    assert!(text.contains(r#""":"#), "{text}");
+    assert_eq!(Meta::parse_transcription(&text).unwrap(), m);
+    // An unquoted key still may not be empty.
+    assert!(Meta::parse_transcription("M{:1}").is_err());
+}

@@ -1,0 +1,391 @@
+//! The invariants vt's decoders keep on untrusted bytes, one function per fuzz target.
+//!
+//! Every function takes arbitrary bytes, feeds them to the decoders of one format and
+//! panics only when an invariant breaks: a decoder panics, or what it accepted does not
+//! survive re-encoding, or a scan's record does not read back. A hostile length must
+//! not allocate beyond the input either; the libFuzzer binaries (`fuzz/run.sh`) run
+//! with `-rss_limit_mb` so such an allocation is reported as a crash.
+//!
+//! The same functions run in `cargo test` over seeds made by the engine's own encoders
+//! and thousands of mutations of them (`tests/mutations.rs`), so every target is
+//! exercised on every CI run, and inputs libFuzzer found are replayed from
+//! `regressions/`.
+
+use std::fmt::Debug;
+use std::io;
+use std::path::PathBuf;
+
+use vt_engine::archive::ArchiveEntry;
+use vt_engine::block::BlockRef;
+use vt_engine::codec::{self, Reader};
+use vt_engine::dir::{self, meta::Meta, Dirent};
+use vt_engine::gc::{retention, roots};
+use vt_engine::hash::{HashAlg, HashCode};
+use vt_engine::io::FileIo;
+use vt_engine::segment::{self, RecordKind, ScanEnd, SEGMENT_HEADER_LEN};
+use vt_engine::timefmt;
+use vt_engine::transcribe::json::Json;
+
+/// A fuzz target: its name and its function.
+pub type Target = (&'static str, fn(&[u8]));
+
+/// The fuzz targets, for the tests and the seed writer.
+pub const TARGETS: [Target; 5] = [
+    ("codec", codec),
+    ("block_ref", block_ref),
+    ("dirent", dirent),
+    ("text", text),
+    ("segment", segment),
+];
+
+/// BSUInt / BSData / BSString / BSSFloat: the input is a program of reads, one op byte
+/// before each; every value read must re-encode to something that reads back equal.
+pub fn codec(data: &[u8]) {
+    let mut r = Reader::new(data);
+    while let Ok(op) = r.u8() {
+        let mut out = Vec::new();
+        match op % 4 {
+            0 => {
+                let Ok(n) = r.bsuint() else { break };
+                codec::put_bsuint(&mut out, n);
+                assert_eq!(out.len(), codec::bsuint_len(n));
+                assert_eq!(Reader::new(&out).bsuint().ok(), Some(n));
+                assert_eq!(codec::get_bsuint(&out).ok(), Some((n, out.len())));
+            }
+            1 => {
+                let Ok(d) = r.bsdata() else { break };
+                codec::put_bsdata(&mut out, d);
+                assert_eq!(Reader::new(&out).bsdata().ok(), Some(d));
+            }
+            2 => {
+                let Ok(s) = r.bsstring() else { break };
+                codec::put_bsstring(&mut out, s);
+                assert_eq!(Reader::new(&out).bsstring().ok(), Some(s));
+            }
+            _ => {
+                let Ok(f) = r.bssfloat() else { break };
+                codec::put_bssfloat(&mut out, f);
+                let back = Reader::new(&out)
+                    .bssfloat()
+                    .expect("re-encoded float reads");
+                assert!(
+                    back == f || (back.is_nan() && f.is_nan()),
+                    "{f} read back as {back}"
+                );
+            }
+        }
+    }
+}
+
+/// Binary block references (FORMAT-csvt §2): an accepted reference re-encodes to bytes
+/// that decode equal, and its transcription (§6) parses back to it.
+pub fn block_ref(data: &[u8]) {
+    if let Ok(r) = BlockRef::decode(data) {
+        round_trip_ref(&r);
+    }
+    if let Ok(all) = BlockRef::decode_all(data) {
+        let mut out = Vec::new();
+        for r in &all {
+            r.encode_into(&mut out);
+        }
+        assert_eq!(
+            BlockRef::decode_all(&out).expect("re-encoded refs decode"),
+            all
+        );
+    }
+}
+
+fn round_trip_ref(r: &BlockRef) {
+    let enc = r.encode();
+    assert_eq!(&BlockRef::decode(&enc).expect("re-encoded ref decodes"), r);
+    let text = r.to_string();
+    let parsed = BlockRef::parse(&text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    assert_eq!(&parsed, r, "transcription {text:?}");
+}
+
+/// Directory entries and directory blocks: an accepted entry re-encodes to bytes that
+/// decode equal, and its transcription parses back to it.
+pub fn dirent(data: &[u8]) {
+    if let Ok(d) = Dirent::decode(data) {
+        round_trip_dirent(&d);
+    }
+    if let Ok(entries) = dir::decode_entries(data) {
+        for d in &entries {
+            round_trip_dirent(d);
+        }
+        // A directory block is written in its canonical order, whatever order it was read in.
+        if let Ok(again) = dir::encode_entries(&entries) {
+            let mut back = dir::decode_entries(&again).expect("re-encoded entries decode");
+            let mut want = entries;
+            for v in [&mut back, &mut want] {
+                v.sort_by_key(Dirent::encode);
+            }
+            assert_eq!(back, want);
+        }
+    }
+}
+
+fn round_trip_dirent(d: &Dirent) {
+    let enc = d.encode();
+    assert_same(&Dirent::decode(&enc).expect("re-encoded dirent decodes"), d);
+    let text = d.transcribe();
+    let parsed = Dirent::parse(&text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    assert_same(&parsed, d);
+}
+
+fn assert_same<T: PartialEq + Debug>(got: &T, want: &T) {
+    assert_eq!(got, want);
+}
+
+/// The text parsers (transcriptions, archive lines, metadata, JSON, times, durations,
+/// GC roots): none panics, and what parses as a reference, entry or archive line
+/// formats back to text that parses equal.
+pub fn text(data: &[u8]) {
+    let _ = roots::decode(data);
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(r) = BlockRef::parse(s) {
+        round_trip_ref(&r);
+    }
+    if let Ok(d) = Dirent::parse(s) {
+        round_trip_dirent(&d);
+    }
+    if let Ok(m) = Meta::parse_transcription(s) {
+        let again = Meta::parse_transcription(&m.to_string()).expect("meta reparses");
+        assert_eq!(again, m);
+    }
+    if let Ok(e) = ArchiveEntry::parse_line(s) {
+        if let Ok(line) = e.to_line() {
+            let again = ArchiveEntry::parse_line(&line).expect("archive line reparses");
+            assert_eq!(again.transcription, e.transcription);
+            assert_eq!(again.name, e.name);
+        }
+    }
+    if let Ok(h) = HashCode::parse(s) {
+        assert_eq!(HashCode::parse(&h.to_string()).ok(), Some(h));
+    }
+    let _ = Json::parse(s);
+    let _ = Meta::from_text(s);
+    let _ = timefmt::parse_time(s);
+    let _ = vt_engine::dir::meta::parse_time(s);
+    let _ = roots::parse_ref(s);
+    let _ = retention::parse_duration(s);
+}
+
+/// A segment file's bytes: scans (version 1/2 records and legacy cs.vt records) never
+/// panic, and every record a scan accepts reads back through the read path to bytes
+/// of the scanned length and hash.
+pub fn segment(data: &[u8]) {
+    let file = Bytes(data.to_vec());
+    let _ = segment::check_header(data, "fuzz.vtd");
+    let _ = segment::parse_record_header(data);
+    let from = if data.len() as u64 >= SEGMENT_HEADER_LEN {
+        SEGMENT_HEADER_LEN
+    } else {
+        0
+    };
+    let scanned = segment::scan_v1(&file, from, true, |rec| {
+        match rec.kind {
+            RecordKind::Block => {
+                let got =
+                    segment::read_record(&file, "fuzz.vtd", rec.offset, &rec.hash, rec.stored_len)
+                        .expect("a scanned record reads back");
+                assert_eq!(got.len(), rec.raw_len as usize);
+                assert!(rec.hash.matches(&got));
+            }
+            RecordKind::Group => {
+                let g = segment::read_group(&file, "fuzz.vtd", rec.offset, rec.hash.alg())
+                    .expect("a scanned group reads back");
+                assert_eq!(g.members.len(), rec.members.len());
+                for (i, m) in rec.members.iter().enumerate() {
+                    g.checked_member(i, &m.hash, m.len, "fuzz.vtd", rec.offset)
+                        .expect("a scanned member reads back");
+                }
+            }
+        }
+        Ok(())
+    });
+    check_end(scanned, data.len());
+    for alg in [HashAlg::Blake3, HashAlg::Sha1] {
+        let scanned = segment::scan_legacy(&file, 0, alg, |rec| {
+            let got = segment::read_legacy(
+                &file,
+                "fuzz.vtd",
+                rec.offset,
+                &rec.hash,
+                rec.codec,
+                rec.stored_len,
+                rec.raw_len,
+            )
+            .expect("a scanned legacy record reads back");
+            assert!(rec.hash.matches(&got));
+            Ok(())
+        });
+        check_end(scanned, data.len());
+    }
+}
+
+fn check_end(scanned: vt_engine::error::Result<ScanEnd>, len: usize) {
+    if let Ok(ScanEnd::Clean(end)) = scanned {
+        assert!(end <= len as u64 || len as u64 <= SEGMENT_HEADER_LEN);
+    }
+}
+
+/// A read-only file held in memory, for the scans.
+#[derive(Debug)]
+struct Bytes(Vec<u8>);
+
+impl FileIo for Bytes {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.len() as u64)
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let start = usize::try_from(offset).map_err(|_| io::ErrorKind::UnexpectedEof)?;
+        let end = start
+            .checked_add(buf.len())
+            .filter(|&e| e <= self.0.len())
+            .ok_or(io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(&self.0[start..end]);
+        Ok(())
+    }
+
+    fn write_at(&self, _: &[u8], _: u64) -> io::Result<()> {
+        Err(io::Error::other("read-only"))
+    }
+
+    fn set_len(&self, _: u64) -> io::Result<()> {
+        Err(io::Error::other("read-only"))
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Valid inputs for each target, made by the engine's encoders: the starting corpus
+/// for libFuzzer and the base of the mutation tests.
+pub fn seeds(target: &str) -> Vec<Vec<u8>> {
+    let refs = sample_refs();
+    match target {
+        "codec" => {
+            let mut v = Vec::new();
+            for (i, n) in [0u64, 1, 127, 128, 300, u64::MAX].into_iter().enumerate() {
+                v.push(0);
+                codec::put_bsuint(&mut v, n);
+                v.push(1);
+                codec::put_bsdata(&mut v, &vec![i as u8; i * 40]);
+                v.push(2);
+                codec::put_bsstring(&mut v, "naïve");
+                v.push(3);
+                codec::put_bssfloat(&mut v, 1.5e9 + i as f64);
+            }
+            vec![v]
+        }
+        "block_ref" => {
+            let mut all = Vec::new();
+            let mut v: Vec<Vec<u8>> = refs
+                .iter()
+                .map(|r| {
+                    r.encode_into(&mut all);
+                    r.encode()
+                })
+                .collect();
+            v.push(all);
+            v
+        }
+        "dirent" => {
+            let entries = sample_dirents(&refs);
+            let mut v: Vec<Vec<u8>> = entries.iter().map(Dirent::encode).collect();
+            v.push(dir::encode_entries(&entries).expect("sample entries encode"));
+            v
+        }
+        "text" => {
+            let mut v: Vec<Vec<u8>> = refs.iter().map(|r| r.to_string().into_bytes()).collect();
+            for d in sample_dirents(&refs) {
+                v.push(d.transcribe().into_bytes());
+                let e = ArchiveEntry {
+                    when: 1_700_000_000.25,
+                    transcription: d.transcribe(),
+                    name: Some("rev".into()),
+                };
+                if let Ok(line) = e.to_line() {
+                    v.push(line.into_bytes());
+                }
+            }
+            v.push(roots::encode(&[
+                roots::Root::Archive(PathBuf::from("/a/b.vt")),
+                roots::Root::Pin(refs[0].to_string()),
+            ]));
+            v.extend(
+                [
+                    "2026-11-27T10:00:00+01:00",
+                    "1700000000.5",
+                    "90d",
+                    "{\"a\": [1, 2.5, \"x\"]}",
+                ]
+                .map(|s| s.as_bytes().to_vec()),
+            );
+            v
+        }
+        "segment" => sample_segments(),
+        _ => Vec::new(),
+    }
+}
+
+fn sample_refs() -> Vec<BlockRef> {
+    let leaf = b"leaf block".repeat(20);
+    let h = HashAlg::Blake3.hash(&leaf);
+    let mut refs = vec![BlockRef::empty(), BlockRef::literal(b"hi")];
+    if let Ok(sub) = BlockRef::literal(b"a literal block").sub(2, 5) {
+        refs.push(sub);
+    }
+    if let Ok(r) = BlockRef::parse(&format!("B{{{}:{}}}", h, leaf.len())) {
+        refs.push(r);
+    }
+    refs
+}
+
+fn sample_dirents(refs: &[BlockRef]) -> Vec<Dirent> {
+    let block = refs.last().cloned().unwrap_or_else(BlockRef::empty);
+    let mut file = Dirent::file(b"a.txt", block.clone());
+    if let Ok(m) = Meta::from_text("{\"m\": 1700000000.5, \"u\": \"me\"}") {
+        file.meta = m;
+    }
+    vec![
+        file,
+        Dirent::file("naïve \u{1}".as_bytes(), BlockRef::literal(b"x")),
+        Dirent::dir(b"sub", block),
+        Dirent::symlink(b"link", b"../a.txt"),
+    ]
+}
+
+fn sample_segments() -> Vec<Vec<u8>> {
+    let blocks: Vec<Vec<u8>> = vec![
+        b"short".to_vec(),
+        b"compressible ".repeat(400),
+        (0..5000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect(),
+    ];
+    let mut seg = segment::segment_header().to_vec();
+    for b in &blocks {
+        let h = HashAlg::Blake3.hash(b);
+        if let Ok(rec) = segment::encode_record(&h, b, 3) {
+            seg.extend_from_slice(&rec.bytes);
+        }
+    }
+    let hashes: Vec<HashCode> = blocks.iter().map(|b| HashAlg::Blake3.hash(b)).collect();
+    let lens: Vec<u32> = blocks.iter().map(|b| b.len() as u32).collect();
+    if let Ok(g) = segment::encode_group_record(&hashes, &lens, &blocks.concat(), 3) {
+        seg.extend_from_slice(&g.bytes);
+    }
+    // A legacy cs.vt segment: flags, length, payload (uncompressed) per record.
+    let mut legacy = Vec::new();
+    for b in &blocks {
+        codec::put_bsuint(&mut legacy, 0);
+        codec::put_bsdata(&mut legacy, b);
+    }
+    vec![seg, legacy]
+}
