@@ -24,15 +24,17 @@ flags="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-leve
 flags+=" -Cllvm-args=-sanitizer-coverage-inline-8bit-counters"
 flags+=" -Cllvm-args=-sanitizer-coverage-pc-table -Cllvm-args=-sanitizer-coverage-trace-compares"
 flags+=" -Cdebug-assertions -Coverflow-checks"
+# With an explicit --target, RUSTFLAGS reach only the fuzzed code, not build scripts.
+host=$(rustc -vV | sed -n 's/^host: //p')
 bins=()
 for t in "${targets[@]}"; do bins+=(--bin "fuzz_$t"); done
 CARGO_TARGET_DIR=$out/build RUSTFLAGS="$flags" \
-  cargo build --release -p vt-fuzz --features libfuzzer "${bins[@]}"
+  cargo build --release --target "$host" -p vt-fuzz --features libfuzzer "${bins[@]}"
 cargo run -q --release -p vt-fuzz --bin fuzz_seeds -- "$out/corpus"
 for t in "${targets[@]}"; do
   mkdir -p "$out/artifacts/$t"
   echo "== $t (${secs} s)"
-  "$out/build/release/fuzz_$t" "$out/corpus/$t" -max_total_time="$secs" \
+  "$out/build/$host/release/fuzz_$t" "$out/corpus/$t" -max_total_time="$secs" \
     -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 \
     -artifact_prefix="$out/artifacts/$t/" -print_final_stats=1
 done
