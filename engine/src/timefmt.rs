@@ -41,23 +41,31 @@ pub fn iso_utc(unix: f64) -> String {
     )
 }
 
-/// Parses an ISO-8601 time (`YYYY-MM-DD[THH:MM[:SS[.f]]][Z|±HH:MM]`, no zone = UTC)
-/// or plain unix seconds into unix seconds.
+/// Years [`parse_time`] accepts: far beyond any archive, and small enough that the
+/// day arithmetic cannot overflow and [`iso_utc`] can format the result.
+const MAX_YEAR: i64 = 99_999;
+
+/// Parses an ISO-8601 time (`YYYY-MM-DD[THH:MM[:SS[.f]]][Z|±HH:MM]`, no zone = UTC,
+/// years up to ±99,999) or plain unix seconds into unix seconds. The result is finite.
 pub fn parse_time(s: &str) -> Result<f64> {
-    if let Ok(f) = s.parse::<f64>() {
-        return Ok(f);
-    }
     let bad = || {
         Error::bad(format!(
             "cannot parse time {s:?}; use ISO-8601 or unix seconds"
         ))
     };
+    if let Ok(f) = s.parse::<f64>() {
+        return Some(f).filter(|f| f.is_finite()).ok_or_else(bad);
+    }
     let (date, rest) = s.split_at(s.find(['T', ' ']).unwrap_or(s.len()));
     let mut dp = date.split('-');
     let y: i64 = dp.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
     let mo: u32 = dp.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
     let d: u32 = dp.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
-    if dp.next().is_some() || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+    if dp.next().is_some()
+        || !(-MAX_YEAR..=MAX_YEAR).contains(&y)
+        || !(1..=12).contains(&mo)
+        || !(1..=31).contains(&d)
+    {
         return Err(bad());
     }
     let rest = rest.get(1..).unwrap_or("");
@@ -75,7 +83,9 @@ pub fn parse_time(s: &str) -> Result<f64> {
     };
     let (h, mi, sec) = (field(24.0)?, field(60.0)?, field(61.0)?);
     let days = days_from_civil(y, mo, d) as f64;
-    Ok(days * 86400.0 + h * 3600.0 + mi * 60.0 + sec - offset)
+    Some(days * 86400.0 + h * 3600.0 + mi * 60.0 + sec - offset)
+        .filter(|t| t.is_finite())
+        .ok_or_else(bad)
 }
 
 /// Splits `HH:MM:SS.f±HH:MM` into the clock part and the zone offset in seconds.
@@ -103,6 +113,24 @@ fn split_zone(s: &str) -> Option<(&str, f64)> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn out_of_range_and_non_finite_times_are_errors() {
+        // Found by fuzzing: the day arithmetic overflowed for this year.
+        assert!(parse_time("2222222222222222222-1-2T0:0:0").is_err());
+        assert!(parse_time("100000-01-01").is_err());
+        assert!(parse_time("-100000-01-01").is_err());
+        for s in ["inf", "-inf", "NaN", "1e400", "2020-01-01T00:00+inf"] {
+            assert!(parse_time(s).is_err(), "{s}");
+        }
+        let far = parse_time("99999-12-31T23:59:59Z").unwrap();
+        // (f64 seconds that far out are exact to about a millisecond.)
+        assert!(
+            iso_utc(far).starts_with("99999-12-31T23:59:59.00"),
+            "{}",
+            iso_utc(far)
+        );
+    }
 
     #[test]
     fn known_instants() {
