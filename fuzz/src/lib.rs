@@ -11,7 +11,6 @@
 //! exercised on every CI run, and inputs libFuzzer found are replayed from
 //! `regressions/`.
 
-use std::fmt::Debug;
 use std::io;
 use std::path::PathBuf;
 
@@ -127,14 +126,10 @@ pub fn dirent(data: &[u8]) {
 
 fn round_trip_dirent(d: &Dirent) {
     let enc = d.encode();
-    assert_same(&Dirent::decode(&enc).expect("re-encoded dirent decodes"), d);
+    assert_eq!(&Dirent::decode(&enc).expect("re-encoded dirent decodes"), d);
     let text = d.transcribe();
     let parsed = Dirent::parse(&text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
-    assert_same(&parsed, d);
-}
-
-fn assert_same<T: PartialEq + Debug>(got: &T, want: &T) {
-    assert_eq!(got, want);
+    assert_eq!(&parsed, d, "transcription {text:?}");
 }
 
 /// The text parsers (transcriptions, archive lines, metadata, JSON, times, durations,
@@ -206,7 +201,7 @@ pub fn segment(data: &[u8]) {
         }
         Ok(())
     });
-    check_end(scanned, data.len());
+    check_end(scanned, from, data.len());
     for alg in [HashAlg::Blake3, HashAlg::Sha1] {
         let scanned = segment::scan_legacy(&file, 0, alg, |rec| {
             let got = segment::read_legacy(
@@ -222,13 +217,18 @@ pub fn segment(data: &[u8]) {
             assert!(rec.hash.matches(&got));
             Ok(())
         });
-        check_end(scanned, data.len());
+        check_end(scanned, 0, data.len());
     }
 }
 
-fn check_end(scanned: vt_engine::error::Result<ScanEnd>, len: usize) {
-    if let Ok(ScanEnd::Clean(end)) = scanned {
-        assert!(end <= len as u64 || len as u64 <= SEGMENT_HEADER_LEN);
+/// A clean scan ends exactly at the end of the file (or where it started, past it); a
+/// bad record lies between the two.
+fn check_end(scanned: vt_engine::error::Result<ScanEnd>, from: u64, len: usize) {
+    let len = len as u64;
+    match scanned {
+        Ok(ScanEnd::Clean(end)) => assert_eq!(end, len.max(from)),
+        Ok(ScanEnd::Bad { offset, .. }) => assert!((from..len).contains(&offset), "{offset}"),
+        Err(_) => {}
     }
 }
 
@@ -334,25 +334,33 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
     }
 }
 
+/// One reference of each kind (FORMAT-csvt §2), a sub-block of a stored one included.
 fn sample_refs() -> Vec<BlockRef> {
     let leaf = b"leaf block".repeat(20);
-    let h = HashAlg::Blake3.hash(&leaf);
-    let mut refs = vec![BlockRef::empty(), BlockRef::literal(b"hi")];
-    if let Ok(sub) = BlockRef::literal(b"a literal block").sub(2, 5) {
-        refs.push(sub);
-    }
-    if let Ok(r) = BlockRef::parse(&format!("B{{{}:{}}}", h, leaf.len())) {
-        refs.push(r);
-    }
-    refs
+    let hash = BlockRef::Hash {
+        hash: HashAlg::Blake3.hash(&leaf),
+        span: leaf.len() as u64,
+    };
+    vec![
+        BlockRef::empty(),
+        BlockRef::literal(b"hi"),
+        BlockRef::Rle {
+            span: 1 << 20,
+            octet: 0,
+        },
+        BlockRef::Indirect {
+            hash: HashAlg::Sha256.hash(b"children"),
+            span: 1 << 30,
+        },
+        hash.sub(10, 100).expect("a sub-block inside the block"),
+        hash,
+    ]
 }
 
 fn sample_dirents(refs: &[BlockRef]) -> Vec<Dirent> {
     let block = refs.last().cloned().unwrap_or_else(BlockRef::empty);
     let mut file = Dirent::file(b"a.txt", block.clone());
-    if let Ok(m) = Meta::from_text("{\"m\": 1700000000.5, \"u\": \"me\"}") {
-        file.meta = m;
-    }
+    file.meta = Meta::from_text("m:1700000000.5;u:me").expect("sample meta");
     vec![
         file,
         Dirent::file("naïve \u{1}".as_bytes(), BlockRef::literal(b"x")),

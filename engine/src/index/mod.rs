@@ -1890,15 +1890,26 @@ mod tests {
         assert_eq!(paged, want);
     }
 
-    #[test]
-    fn upserts_and_flags_update_in_place_wherever_the_key_lives() {
+    /// An index of keys `0..n` spread over a main table and runs.
+    fn main_and_runs() -> (Index, u32) {
         let idx = Index::in_memory().unwrap();
         let n = fill(&idx, &[400, 20, 5]);
         assert!(!idx.layout().unwrap().runs.is_empty());
-        let moved = |i: u32| Location {
-            segment: SegmentId(99),
+        (idx, n)
+    }
+
+    /// Key `i`'s location moved to segment `seg`.
+    fn moved_to(seg: u32, i: u32) -> Location {
+        Location {
+            segment: SegmentId(seg),
             ..loc_n(i)
-        };
+        }
+    }
+
+    #[test]
+    fn upserts_and_flags_update_in_place_wherever_the_key_lives() {
+        let (idx, n) = main_and_runs();
+        let moved = |i| moved_to(99, i);
         // Key 0 is in the main table, n - 1 in the newest run; n + 5 is new.
         let targets = [0, n - 1, n + 5];
         let batch = Batch {
@@ -1933,14 +1944,9 @@ mod tests {
 
     #[test]
     fn lookup_without_the_negative_filter_answers_as_get_does() {
-        let idx = Index::in_memory().unwrap();
-        let n = fill(&idx, &[400, 20, 5]);
-        assert!(!idx.layout().unwrap().runs.is_empty());
+        let (idx, n) = main_and_runs();
         // A newer entry for a key of the main table and one for a key of a run.
-        let moved = |i: u32| Location {
-            segment: SegmentId(77),
-            ..loc_n(i)
-        };
+        let moved = |i| moved_to(77, i);
         let batch = Batch {
             blocks: vec![(key_n(3), moved(3)), (key_n(n - 2), moved(n - 2))],
             ..Batch::default()
