@@ -96,16 +96,38 @@ impl BlockRef {
         matches!(self, BlockRef::Indirect { .. })
     }
 
+    /// True when `[offset, offset + span)` lies within `sup`'s content, as every
+    /// sub-block's range must: the decoders refuse any other, and the readers refuse a
+    /// [`BlockRef::Sub`] built around one.
+    pub fn sub_fits(sup: &BlockRef, offset: u64, span: u64) -> bool {
+        offset.checked_add(span).is_some_and(|e| e <= sup.span())
+    }
+
+    /// [`BlockRef::sub_fits`], failing with a bad-input error naming the range.
+    pub fn check_sub(sup: &BlockRef, offset: u64, span: u64) -> Result<()> {
+        if !Self::sub_fits(sup, offset, span) {
+            return Err(Error::bad(format!(
+                "sub-block {offset}+{span} exceeds super-block span {}",
+                sup.span()
+            )));
+        }
+        Ok(())
+    }
+
     /// A sub-range of this reference's content; flattens nested sub-blocks.
     ///
     /// Fails when the range lies outside the content.
     pub fn sub(&self, offset: u64, span: u64) -> Result<BlockRef> {
-        let end = offset.checked_add(span).filter(|&e| e <= self.span());
-        if end.is_none() {
-            return Err(Error::bad(format!(
-                "sub-block {offset}+{span} exceeds span {}",
-                self.span()
-            )));
+        Self::check_sub(self, offset, span)?;
+        if let BlockRef::Sub {
+            block,
+            offset: o,
+            span: s,
+        } = self
+        {
+            // Flattening reaches through to `block`: a sub-block that does not fit its
+            // own block (built by hand, never decoded) must not become one that does.
+            Self::check_sub(block, *o, *s)?;
         }
         if offset == 0 && span == self.span() {
             return Ok(self.clone());
@@ -118,18 +140,7 @@ impl BlockRef {
             BlockRef::Literal(d) => {
                 BlockRef::literal(&d[offset as usize..(offset + span) as usize])
             }
-            BlockRef::Sub {
-                block, offset: o, ..
-            } => BlockRef::Sub {
-                block: block.clone(),
-                offset: o + offset,
-                span,
-            },
-            _ => BlockRef::Sub {
-                block: Arc::new(self.clone()),
-                offset,
-                span,
-            },
+            _ => Self::sub_of(self.clone(), offset, span),
         })
     }
 
@@ -277,12 +288,7 @@ impl BlockRef {
             T_SUBBLOCK => {
                 let offset = b.bsuint()?;
                 let sup = Self::decode_depth(&mut b, depth + 1)?;
-                if offset.checked_add(span).is_none_or(|e| e > sup.span()) {
-                    return Err(Error::bad(format!(
-                        "sub-block {offset}+{span} exceeds super-block span {}",
-                        sup.span()
-                    )));
-                }
+                Self::check_sub(&sup, offset, span)?;
                 Ok(Self::sub_of(sup, offset, span))
             }
             _ => Err(Error::bad(format!("unknown block type {typ}"))),

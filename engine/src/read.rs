@@ -211,7 +211,12 @@ fn walk(
             off: start,
             len,
         }),
-        BlockRef::Sub { block, offset, .. } => {
+        BlockRef::Sub {
+            block,
+            offset,
+            span,
+        } => {
+            BlockRef::check_sub(block, *offset, *span)?;
             walk(store, block, offset + start, offset + end, depth + 1, f)
         }
         BlockRef::Indirect { hash, span } => {
@@ -677,6 +682,7 @@ impl<'s> BlockReader<'s> {
                 offset,
                 span,
             } => {
+                BlockRef::check_sub(block, *offset, *span)?;
                 let leaf = self.locate(block, offset + p, depth + 1)?;
                 let start = leaf.start.max(*offset);
                 let data = match leaf.data {
@@ -752,6 +758,39 @@ mod tests {
     use crate::hash::HashAlg;
     use crate::store::{DataDir, DataDirOptions, MemoryStore};
     use rand::{RngCore, SeedableRng};
+
+    #[test]
+    fn a_sub_block_built_past_its_block_is_refused_by_every_reader() {
+        // Decoders refuse such a sub-block; one built by hand reached the readers, which
+        // sliced a literal out of range (a panic) or returned short content.
+        let store = MemoryStore::new(HashAlg::Blake3);
+        let data = b"twelve bytes".to_vec();
+        let hash = store.add(&data).unwrap();
+        let stored = BlockRef::Hash { hash, span: 12 };
+        let indirect_data = [stored.clone(), BlockRef::literal(b"abc")]
+            .iter()
+            .flat_map(BlockRef::encode)
+            .collect::<Vec<u8>>();
+        let indirect = BlockRef::Indirect {
+            hash: store.add(&indirect_data).unwrap(),
+            span: 15,
+        };
+        for block in [BlockRef::literal(b"abc"), stored, indirect] {
+            let bad = BlockRef::Sub {
+                block: Arc::new(block.clone()),
+                offset: block.span() - 1,
+                span: 10,
+            };
+            let err = read_all(&store, &bad).unwrap_err();
+            assert!(err.to_string().contains("exceeds"), "{err}");
+            let mut r = BlockReader::new(&store, bad.clone());
+            assert!(r.read_to_end(&mut Vec::new()).is_err());
+            assert!(bad.sub(0, 1).is_err(), "sub of {bad}");
+            // The same range inside the block reads.
+            let good = block.sub(block.span() - 1, 1).unwrap();
+            assert_eq!(read_all(&store, &good).unwrap().len(), 1);
+        }
+    }
 
     /// 6 MiB: random, a zero run (RLE), text (compressed records), random again.
     fn content() -> Vec<u8> {

@@ -382,7 +382,7 @@ impl<'a> Cursor<'a> {
         let (Some(sup), Some(offset), Some(span)) = (block, offset, span) else {
             return Err(self.err("SubB{} needs block, offset and span"));
         };
-        if offset.checked_add(span).is_none_or(|e| e > sup.span()) {
+        if !BlockRef::sub_fits(&sup, offset, span) {
             return Err(self.err("sub-block range exceeds its super-block"));
         }
         // Flatten as the binary decoder does, so text and binary agree.

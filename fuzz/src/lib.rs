@@ -13,15 +13,19 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use vt_engine::archive::ArchiveEntry;
 use vt_engine::block::BlockRef;
 use vt_engine::codec::{self, Reader};
 use vt_engine::dir::{self, meta::Meta, Dirent};
+use vt_engine::fs::CachedStore;
 use vt_engine::gc::{retention, roots};
 use vt_engine::hash::{HashAlg, HashCode};
 use vt_engine::io::FileIo;
+use vt_engine::read::{self, BlockReader};
 use vt_engine::segment::{self, RecordKind, ScanEnd, SEGMENT_HEADER_LEN};
+use vt_engine::store::{MemoryStore, Store};
 use vt_engine::timefmt;
 use vt_engine::transcribe::json::Json;
 
@@ -29,12 +33,13 @@ use vt_engine::transcribe::json::Json;
 pub type Target = (&'static str, fn(&[u8]));
 
 /// The fuzz targets, for the tests and the seed writer.
-pub const TARGETS: [Target; 5] = [
+pub const TARGETS: [Target; 6] = [
     ("codec", codec),
     ("block_ref", block_ref),
     ("dirent", dirent),
     ("text", text),
     ("segment", segment),
+    ("tree", tree),
 ];
 
 /// BSUInt / BSData / BSString / BSSFloat: the input is a program of reads, one op byte
@@ -232,6 +237,205 @@ fn check_end(scanned: vt_engine::error::Result<ScanEnd>, from: u64, len: usize) 
     }
 }
 
+/// Content as a model knows it: `None` for bytes under a reference that misstates its
+/// block (a leaf of another length, an indirect block whose children add up to another
+/// span, a sub-block past its block's end), which any read touching them must refuse.
+type Model = Vec<Option<u8>>;
+
+/// Largest content the `tree` target models.
+const TREE_MAX_SPAN: usize = 1 << 16;
+
+/// Indirect blocks per input: fewer than [`read::MAX_TREE_DEPTH`], so no consistent tree
+/// is refused as too deep.
+const TREE_MAX_INDIRECT: usize = 40;
+
+/// Block trees in a store, built by a program in the input (leaves, literals, RLE runs,
+/// indirect blocks over earlier nodes, checked and unchecked sub-blocks, each size
+/// stated truly or falsely), then read back by ranges through [`read::read_range`],
+/// [`BlockReader`], the mount's [`CachedStore`] and [`read::zero_spans`]. A read succeeds exactly when it touches
+/// no misstated block, and then returns the modelled bytes: in particular no leaf
+/// outside the range is fetched.
+pub fn tree(data: &[u8]) {
+    let store = Arc::new(MemoryStore::new(HashAlg::Blake3));
+    let mut r = Reader::new(data);
+    // Each node: its reference, its content model, and whether nothing under it misstates.
+    let mut nodes: Vec<(BlockRef, Model, bool)> = Vec::new();
+    let mut indirects = 0;
+    let known = |d: &[u8]| -> Model { d.iter().map(|&b| Some(b)).collect() };
+    let u16_of = |r: &mut Reader<'_>| -> u64 {
+        let hi = r.u8().unwrap_or(0);
+        let lo = r.u8().unwrap_or(0);
+        u64::from(u16::from_be_bytes([hi, lo]))
+    };
+    while let Ok(op) = r.u8() {
+        // The high bit of an op misstates the size it writes.
+        let lie = op & 0x80 != 0;
+        let node = match op % 6 {
+            0 => {
+                let Ok(d) = r.bsdata() else { break };
+                let hash = store.add(d).expect("memory store add");
+                let span = if lie { u16_of(&mut r) } else { d.len() as u64 };
+                let sound = span == d.len() as u64;
+                let model = if sound {
+                    known(d)
+                } else {
+                    vec![None; span as usize]
+                };
+                (BlockRef::Hash { hash, span }, model, sound)
+            }
+            1 => {
+                let Ok(d) = r.bsdata() else { break };
+                (BlockRef::literal(d), known(d), true)
+            }
+            2 => {
+                let (span, octet) = (u16_of(&mut r), r.u8().unwrap_or(0));
+                (
+                    BlockRef::Rle { span, octet },
+                    vec![Some(octet); span as usize],
+                    true,
+                )
+            }
+            3 => {
+                let k = usize::from(r.u8().unwrap_or(0) % 8) + 1;
+                if k > nodes.len() || indirects == TREE_MAX_INDIRECT {
+                    continue;
+                }
+                indirects += 1;
+                let kids = &nodes[nodes.len() - k..];
+                let mut enc = Vec::new();
+                let mut model = Model::new();
+                let mut sound = true;
+                for (c, m, ok) in kids {
+                    c.encode_into(&mut enc);
+                    model.extend_from_slice(m);
+                    sound &= ok;
+                }
+                let hash = store.add(&enc).expect("memory store add");
+                let span = if lie {
+                    u16_of(&mut r)
+                } else {
+                    model.len() as u64
+                };
+                // A child the decoder refuses (a sub-block past its block) makes the
+                // whole indirect block unreadable.
+                let decodes = BlockRef::decode_all(&enc).is_ok();
+                if span != model.len() as u64 || !decodes {
+                    model = vec![None; span as usize];
+                    sound = false;
+                }
+                (BlockRef::Indirect { hash, span }, model, sound)
+            }
+            _ => {
+                let Some((parent, pm, psound)) = nodes.last() else {
+                    continue;
+                };
+                let (offset, span) = (u16_of(&mut r), u16_of(&mut r));
+                let inside = offset + span <= parent.span();
+                let model = match inside {
+                    true => pm[offset as usize..(offset + span) as usize].to_vec(),
+                    false => vec![None; span as usize],
+                };
+                if op % 6 == 4 {
+                    // The checked constructor refuses what lies outside its block.
+                    match parent.sub(offset, span) {
+                        Ok(s) => (s, model, *psound),
+                        Err(_) => {
+                            // Refused: outside its block, or of a sub-block that does not
+                            // fit its own.
+                            assert!(!inside || !psound, "sub-block {offset}+{span} refused");
+                            continue;
+                        }
+                    }
+                } else {
+                    let block = Arc::new(parent.clone());
+                    (
+                        BlockRef::Sub {
+                            block,
+                            offset,
+                            span,
+                        },
+                        model,
+                        *psound && inside,
+                    )
+                }
+            }
+        };
+        if node.1.len() <= TREE_MAX_SPAN {
+            nodes.push(node);
+        }
+    }
+    // The mount's reader, over a small cache so that it also evicts.
+    let cached = CachedStore::new(store.clone(), 64 << 10);
+    for (root, model, sound) in nodes.iter().rev().take(3) {
+        let span = root.span();
+        for (off, len) in [
+            (0, span),
+            (span / 3, 4096),
+            (span.saturating_sub(1), 10),
+            (span + 5, 1),
+        ] {
+            check_range(&*store, &cached, root, model, off, len);
+        }
+        match read::zero_spans(&*store, root) {
+            Ok(zeros) => {
+                for z in zeros {
+                    assert!(model[z.start as usize..z.end as usize]
+                        .iter()
+                        .all(|b| *b == Some(0)));
+                }
+            }
+            Err(e) => assert!(!sound, "zero_spans refused a sound tree: {e}"),
+        }
+    }
+}
+
+/// Reads `len` bytes at `off` of `root` three ways (`read_range`, a seeking
+/// [`BlockReader`], the mount's [`CachedStore`]) and checks each against `model`.
+fn check_range(
+    store: &dyn Store,
+    cached: &CachedStore,
+    root: &BlockRef,
+    model: &Model,
+    off: u64,
+    len: u64,
+) {
+    let start = off.min(root.span()) as usize;
+    let end = off.saturating_add(len).min(root.span()) as usize;
+    let want = &model[start..end];
+    let sound = want.iter().all(Option::is_some);
+    let check = |how: &str, got: Result<Vec<u8>, String>| match got {
+        Ok(bytes) => {
+            assert!(sound, "{how} {off}+{len} of {root} read misstated blocks");
+            assert!(
+                bytes.iter().copied().map(Some).eq(want.iter().copied()),
+                "{how} {off}+{len}"
+            );
+        }
+        Err(e) => assert!(
+            !sound,
+            "{how} {off}+{len} of {root} refused a sound range: {e}"
+        ),
+    };
+    check(
+        "read_range",
+        read::read_range(store, root, off, len).map_err(|e| e.to_string()),
+    );
+    let mut br = BlockReader::new(store, root.clone());
+    let mut got = Vec::new();
+    let streamed = io::Seek::seek(&mut br, io::SeekFrom::Start(off))
+        .and_then(|_| io::Read::read_to_end(&mut io::Read::take(&mut br, len), &mut got));
+    check(
+        "BlockReader",
+        streamed.map(|_| got).map_err(|e| e.to_string()),
+    );
+    let mut out = Vec::new();
+    let via_cache = cached.read_range(root, off, len, &mut out);
+    check(
+        "CachedStore",
+        via_cache.map(|_| out).map_err(|e| e.to_string()),
+    );
+}
+
 /// A read-only file held in memory, for the scans.
 #[derive(Debug)]
 struct Bytes(Vec<u8>);
@@ -330,6 +534,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             v
         }
         "segment" => sample_segments(),
+        "tree" => sample_tree_programs(),
         _ => Vec::new(),
     }
 }
@@ -367,6 +572,31 @@ fn sample_dirents(refs: &[BlockRef]) -> Vec<Dirent> {
         Dirent::dir(b"sub", block),
         Dirent::symlink(b"link", b"../a.txt"),
     ]
+}
+
+/// Programs for [`tree`]: a sound tree of every kind of node, and the same with
+/// misstated sizes.
+fn sample_tree_programs() -> Vec<Vec<u8>> {
+    let mut sound = Vec::new();
+    for i in 0..3u8 {
+        sound.push(0); // leaf
+        codec::put_bsdata(&mut sound, &vec![i + 1; 1000 + usize::from(i)]);
+    }
+    sound.push(1); // literal
+    codec::put_bsdata(&mut sound, b"literal");
+    sound.extend([2, 0x10, 0x00, 0]); // 4096 zeros
+    sound.extend([3, 4]); // indirect over the last five
+    sound.extend([4, 0x00, 0x10, 0x03, 0x00]); // sub-block 16+768
+    sound.extend([3, 1]); // indirect over it
+    sound.extend([5, 0x00, 0x20, 0x00, 0x40]); // unchecked sub-block 32+64
+    let mut lies = sound.clone();
+    lies.push(0x80); // a leaf claiming 200 bytes
+    codec::put_bsdata(&mut lies, &[9; 100]);
+    lies.extend([0x00, 200]);
+    lies.extend([3, 1]); // a sound indirect over it
+    lies.extend([0x83, 2, 0x01, 0x00]); // an indirect claiming 256 bytes
+    lies.extend([5, 0x00, 0x00, 0x02, 0x00]); // unchecked sub-block past its end
+    vec![sound, lies]
 }
 
 fn sample_segments() -> Vec<Vec<u8>> {

@@ -18,7 +18,13 @@ const MUTATIONS: usize = 20_000;
 
 fn run(name: &str, f: fn(&[u8]), input: &[u8]) {
     if catch_unwind(AssertUnwindSafe(|| f(input))).is_err() {
-        panic!("target {name} failed on input {input:02x?}");
+        let keep = std::env::temp_dir().join(format!("vt-fuzz-{name}-failure"));
+        let _ = std::fs::write(&keep, input);
+        panic!(
+            "target {name} failed on an input of {} bytes, kept in {}",
+            input.len(),
+            keep.display()
+        );
     }
 }
 

@@ -206,7 +206,12 @@ impl CachedStore {
             }
             BlockRef::Rle { octet, .. } => f(Piece::Fill(*octet, end - start)),
             BlockRef::Literal(d) => f(Piece::Bytes(&d[start as usize..end as usize])),
-            BlockRef::Sub { block, offset, .. } => {
+            BlockRef::Sub {
+                block,
+                offset,
+                span,
+            } => {
+                BlockRef::check_sub(block, *offset, *span)?;
                 self.visit(block, offset + start, offset + end, depth + 1, f)
             }
             BlockRef::Indirect { hash, span } => {
