@@ -3,7 +3,7 @@
 #
 #   fuzz/run.sh [-t SECONDS] [TARGET...]      (default: 60 s each, every target)
 #
-# Targets: codec block_ref dirent text segment tree (see fuzz/src/lib.rs). Builds the
+# Targets: codec block_ref dirent text segment tree fs (see fuzz/src/lib.rs). Builds the
 # `fuzz_<target>` binaries with SanitizerCoverage instrumentation (the flags cargo-fuzz
 # passes, without a sanitizer, so no nightly compiler is needed), seeds a corpus under
 # target/fuzz/corpus/<target> from the engine's encoders, and runs each target with a
@@ -18,7 +18,7 @@ while getopts "t:" o; do
 done
 shift $((OPTIND - 1))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(codec block_ref dirent text segment tree)
+[ ${#targets[@]} -gt 0 ] || targets=(codec block_ref dirent text segment tree fs)
 out=target/fuzz
 flags="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4"
 flags+=" -Cllvm-args=-sanitizer-coverage-inline-8bit-counters"

@@ -19,7 +19,7 @@ use vt_engine::archive::ArchiveEntry;
 use vt_engine::block::BlockRef;
 use vt_engine::codec::{self, Reader};
 use vt_engine::dir::{self, meta::Meta, Dirent};
-use vt_engine::fs::CachedStore;
+use vt_engine::fs::{CachedStore, Caller, FileKind, Fs, FsOptions, RenameMode, ROOT_INO};
 use vt_engine::gc::{retention, roots};
 use vt_engine::hash::{HashAlg, HashCode};
 use vt_engine::io::FileIo;
@@ -33,13 +33,14 @@ use vt_engine::transcribe::json::Json;
 pub type Target = (&'static str, fn(&[u8]));
 
 /// The fuzz targets, for the tests and the seed writer.
-pub const TARGETS: [Target; 6] = [
+pub const TARGETS: [Target; 7] = [
     ("codec", codec),
     ("block_ref", block_ref),
     ("dirent", dirent),
     ("text", text),
     ("segment", segment),
     ("tree", tree),
+    ("fs", fs),
 ];
 
 /// BSUInt / BSData / BSString / BSSFloat: the input is a program of reads, one op byte
@@ -436,6 +437,107 @@ fn check_range(
     );
 }
 
+/// Entries the `fs` target visits per input.
+const FS_MAX_ENTRIES: usize = 2000;
+
+/// A directory block from the input, served as `vt mount` serves an archive
+/// (`engine::fs`; its entries may nest directories inline as literal blocks): every
+/// directory listed, each listed name looked up, attributes, files, links and
+/// extended attributes read; then a file created, written, renamed and a directory
+/// made beside the hostile entries, the tree synced and reopened. Nothing panics, a
+/// listed name looks up to the inode the listing gave, and what was created survives
+/// the sync.
+pub fn fs(data: &[u8]) {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(HashAlg::Blake3));
+    let hash = store.add(data).expect("memory store add");
+    let span = data.len() as u64;
+    let root = Dirent::dir(b"", BlockRef::Hash { hash, span });
+    let opts = || FsOptions {
+        cache_bytes: 1 << 20,
+        ..FsOptions::default()
+    };
+    let fs = Fs::new(store.clone(), &root, opts()).expect("a Dir root mounts");
+    walk_fs(&fs);
+    let me = Caller { uid: 0, gid: 0 };
+    let Ok((attr, fh)) = fs.create(ROOT_INO, b"vt-fuzz-new", 0o644, me) else {
+        return;
+    };
+    assert_eq!(fs.write(attr.ino, 0, b"written").ok(), Some(7));
+    let _ = fs.release(fh);
+    let _ = fs.mkdir(ROOT_INO, b"vt-fuzz-dir", 0o755, me);
+    let renamed = fs
+        .rename(
+            ROOT_INO,
+            b"vt-fuzz-new",
+            ROOT_INO,
+            b"vt-fuzz-renamed",
+            RenameMode::default(),
+        )
+        .is_ok();
+    let Ok(Some(synced)) = fs.sync() else {
+        return;
+    };
+    drop(fs);
+    let again = Fs::new(store, &synced, opts()).expect("the synced root mounts");
+    let name: &[u8] = if renamed {
+        b"vt-fuzz-renamed"
+    } else {
+        b"vt-fuzz-new"
+    };
+    let ino = again
+        .lookup(ROOT_INO, name)
+        .expect("the created file survives")
+        .ino;
+    assert_eq!(again.read(ino, 0, 100).expect("it reads"), b"written");
+}
+
+/// Lists every directory of `fs` and visits each entry (up to [`FS_MAX_ENTRIES`]).
+fn walk_fs(fs: &Fs) {
+    let mut dirs = vec![ROOT_INO];
+    let mut seen = 0;
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = fs.readdir(d) else {
+            continue;
+        };
+        for e in entries {
+            if e.name == b"." || e.name == b".." {
+                continue;
+            }
+            seen += 1;
+            if seen > FS_MAX_ENTRIES {
+                return;
+            }
+            // A lookup may fail on a block the store lacks (EIO), never as "no such
+            // entry" for a name just listed.
+            let attr = match fs.lookup(d, &e.name) {
+                Ok(a) => a,
+                Err(err) => {
+                    assert_ne!(err.errno(), libc::ENOENT, "listed {:?}", e.name);
+                    continue;
+                }
+            };
+            assert_eq!(attr.ino, e.ino, "{:?}", String::from_utf8_lossy(&e.name));
+            let _ = fs.getattr(e.ino);
+            if let Ok(names) = fs.listxattr(e.ino) {
+                for n in names {
+                    let _ = fs.getxattr(e.ino, &n);
+                }
+            }
+            match e.kind {
+                FileKind::Dir => dirs.push(e.ino),
+                FileKind::File => {
+                    let _ = fs.read(e.ino, 0, 4096);
+                    let _ = fs.read(e.ino, attr.size.saturating_sub(1), 4096);
+                }
+                FileKind::Symlink => {
+                    let _ = fs.readlink(e.ino);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 /// A read-only file held in memory, for the scans.
 #[derive(Debug)]
 struct Bytes(Vec<u8>);
@@ -535,6 +637,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         }
         "segment" => sample_segments(),
         "tree" => sample_tree_programs(),
+        "fs" => sample_fs_dirs(&refs),
         _ => Vec::new(),
     }
 }
@@ -572,6 +675,17 @@ fn sample_dirents(refs: &[BlockRef]) -> Vec<Dirent> {
         Dirent::dir(b"sub", block),
         Dirent::symlink(b"link", b"../a.txt"),
     ]
+}
+
+/// Directory blocks for [`fs`]: the sample entries, and a directory holding a
+/// subdirectory whose entries are inline (a literal block).
+fn sample_fs_dirs(refs: &[BlockRef]) -> Vec<Vec<u8>> {
+    let mut entries = sample_dirents(refs);
+    let inner = dir::encode_entries(&entries).expect("sample entries encode");
+    let top = dir::encode_entries(&entries).expect("sample entries encode");
+    entries.push(Dirent::dir(b"inline", BlockRef::literal(&inner)));
+    let nested = dir::encode_entries(&entries).expect("sample entries encode");
+    vec![top, nested]
 }
 
 /// Programs for [`tree`]: a sound tree of every kind of node, and the same with

@@ -16,6 +16,9 @@ use vt_engine::segment::{self, ScanEnd, SEGMENT_HEADER_LEN};
 
 const MUTATIONS: usize = 20_000;
 
+/// Fewer for the targets that build a store and read trees out of it per input.
+const MUTATIONS_HEAVY: usize = 3_000;
+
 fn run(name: &str, f: fn(&[u8]), input: &[u8]) {
     if catch_unwind(AssertUnwindSafe(|| f(input))).is_err() {
         let keep = std::env::temp_dir().join(format!("vt-fuzz-{name}-failure"));
@@ -71,7 +74,11 @@ fn every_target_survives_mutations_of_its_seeds() {
             run(name, f, s);
         }
         let mut rng = StdRng::seed_from_u64(0x7674_6675_7a7a + i as u64);
-        for _ in 0..MUTATIONS {
+        let n = match name {
+            "tree" | "fs" => MUTATIONS_HEAVY,
+            _ => MUTATIONS,
+        };
+        for _ in 0..n {
             run(name, f, &mutate(&mut rng, &seeds));
         }
         for _ in 0..200 {
@@ -127,6 +134,9 @@ fn seeds_are_accepted_by_their_decoders() {
         .count();
     assert!(refs >= 6 && entries >= 4, "{refs} refs, {entries} dirents");
 
+    for d in vt_fuzz::seeds("fs") {
+        assert!(dir::decode_entries(&d).unwrap().len() >= 4);
+    }
     let segs = vt_fuzz::seeds("segment");
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), &segs[0]).unwrap();
