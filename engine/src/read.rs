@@ -69,38 +69,102 @@ pub fn fetch_children(store: &dyn Store, hash: &HashCode, span: u64) -> Result<V
     Ok(children)
 }
 
+/// Most hole ranges [`zero_spans`] appends while listing one tree (each indirect block's
+/// own list is built once, then copied wherever the block recurs). A real sparse file
+/// has a handful of holes; a tree built to repeat a small hole through shared indirect
+/// blocks could otherwise describe more ranges than there are atoms.
+pub const MAX_ZERO_SPAN_WORK: usize = 1 << 22;
+
 /// The byte ranges of `r` that are runs of zeros stored as RLE references (holes),
 /// sorted, disjoint and with neighbours merged. Only indirect blocks are fetched, never
-/// leaves, so this costs a few reads even for a large file. Fails as [`fetch_children`].
+/// leaves, and each distinct indirect block once, so this costs a few reads even for a
+/// large file. Fails as [`fetch_children`], or with [`Error::Corrupt`] for a tree
+/// nested too deeply or listing more than [`MAX_ZERO_SPAN_WORK`] ranges.
 pub fn zero_spans(store: &dyn Store, r: &BlockRef) -> Result<Vec<std::ops::Range<u64>>> {
-    let mut out: Vec<std::ops::Range<u64>> = Vec::new();
-    let mut stack = vec![(r.clone(), 0u64, 0usize)];
-    while let Some((b, at, depth)) = stack.pop() {
-        match b {
-            BlockRef::Indirect { hash, span } => {
-                if depth >= MAX_TREE_DEPTH {
-                    return Err(Error::corrupt(
-                        hash.to_string(),
-                        0,
-                        "indirect tree too deep",
-                    ));
+    let mut z = ZeroSpans {
+        store,
+        known: HashMap::new(),
+        work: 0,
+    };
+    let mut out = Vec::new();
+    z.append(r, 0, 0, &mut out)?;
+    Ok(out)
+}
+
+/// State of one [`zero_spans`] listing.
+struct ZeroSpans<'s> {
+    store: &'s dyn Store,
+    /// Each indirect block's holes, relative to its start, by hashcode and the span
+    /// its reference claims (a reference with another span is checked anew).
+    known: HashMap<(HashCode, u64), Arc<[std::ops::Range<u64>]>>,
+    /// Ranges appended so far.
+    work: usize,
+}
+
+impl ZeroSpans<'_> {
+    /// Appends the holes of `r`, placed at `at`, to `out` (merging with its last range).
+    fn append(
+        &mut self,
+        r: &BlockRef,
+        at: u64,
+        depth: usize,
+        out: &mut Vec<std::ops::Range<u64>>,
+    ) -> Result<()> {
+        match r {
+            BlockRef::Indirect { hash, span } if *span > 0 => {
+                for h in self.holes(hash, *span, depth)?.iter() {
+                    self.push(out, at + h.start..at + h.end)?;
                 }
-                let kids = fetch_children(store, &hash, span)?;
-                // Children go on the stack last-first so they pop in file order.
-                let mut ends = at + span;
-                for c in kids.into_iter().rev() {
-                    ends -= c.span();
-                    stack.push((c, ends, depth + 1));
-                }
+                Ok(())
             }
-            BlockRef::Rle { octet: 0, span } if span > 0 => match out.last_mut() {
-                Some(last) if last.end == at => last.end = at + span,
-                _ => out.push(at..at + span),
-            },
-            _ => {}
+            BlockRef::Rle { octet: 0, span } if *span > 0 => self.push(out, at..at + span),
+            _ => Ok(()),
         }
     }
-    Ok(out)
+
+    /// The holes of the indirect block `hash`, relative to its start.
+    fn holes(
+        &mut self,
+        hash: &HashCode,
+        span: u64,
+        depth: usize,
+    ) -> Result<Arc<[std::ops::Range<u64>]>> {
+        if let Some(h) = self.known.get(&(*hash, span)) {
+            return Ok(h.clone());
+        }
+        if depth >= MAX_TREE_DEPTH {
+            return Err(Error::corrupt(
+                hash.to_string(),
+                0,
+                "indirect tree too deep",
+            ));
+        }
+        let mut list = Vec::new();
+        let mut at = 0;
+        for c in fetch_children(self.store, hash, span)? {
+            self.append(&c, at, depth + 1, &mut list)?;
+            at += c.span();
+        }
+        let list: Arc<[std::ops::Range<u64>]> = list.into();
+        self.known.insert((*hash, span), list.clone());
+        Ok(list)
+    }
+
+    fn push(&mut self, out: &mut Vec<std::ops::Range<u64>>, r: std::ops::Range<u64>) -> Result<()> {
+        self.work += 1;
+        if self.work > MAX_ZERO_SPAN_WORK {
+            return Err(Error::corrupt(
+                "block tree",
+                0,
+                format!("lists more than {MAX_ZERO_SPAN_WORK} runs of zeros"),
+            ));
+        }
+        match out.last_mut() {
+            Some(last) if last.end == r.start => last.end = r.end,
+            _ => out.push(r),
+        }
+        Ok(())
+    }
 }
 
 /// The whole content of `r`. Fails as [`write_to`] does.
@@ -852,6 +916,54 @@ mod tests {
         let random = blockify_bytes(&random, &store, &opts).unwrap();
         assert!(zero_spans(&store, &random).unwrap().is_empty());
         assert!(zero_spans(&MemoryStore::new(HashAlg::Blake3), &top).is_err());
+    }
+
+    /// An indirect block of `n` copies of `child`, stored.
+    fn repeated(store: &MemoryStore, child: &[BlockRef], n: usize) -> BlockRef {
+        let kids: Vec<BlockRef> = child
+            .iter()
+            .cloned()
+            .cycle()
+            .take(n * child.len())
+            .collect();
+        let enc: Vec<u8> = kids.iter().flat_map(BlockRef::encode).collect();
+        BlockRef::Indirect {
+            hash: store.add(&enc).unwrap(),
+            span: kids.iter().map(BlockRef::span).sum(),
+        }
+    }
+
+    #[test]
+    fn zero_spans_of_shared_indirect_blocks_cost_their_distinct_blocks() {
+        // Found by fuzzing: each level repeats the one below eight times, so walking
+        // every path costs 8^depth; each distinct block is now listed once.
+        let store = MemoryStore::new(HashAlg::Blake3);
+        let zero = BlockRef::Rle { span: 1, octet: 0 };
+        let mut all_zero = repeated(&store, &[zero.clone()], 8);
+        let mut empty = repeated(&store, &[], 1);
+        for _ in 0..19 {
+            all_zero = repeated(&store, &[all_zero], 8);
+            empty = repeated(&store, &[empty], 8);
+        }
+        assert_eq!(all_zero.span(), 1 << 60);
+        assert_eq!(zero_spans(&store, &all_zero).unwrap(), vec![0..1 << 60]);
+        assert_eq!(empty.span(), 0);
+        assert!(zero_spans(&store, &empty).unwrap().is_empty());
+        // Holes that do not merge: refused once the listing grows past the bound.
+        let mut checker = repeated(&store, &[zero, BlockRef::literal(b"x")], 1);
+        for _ in 0..8 {
+            checker = repeated(&store, &[checker], 8);
+        }
+        let err = zero_spans(&store, &checker).unwrap_err();
+        assert!(err.to_string().contains("runs of zeros"), "{err}");
+        // A reference claiming another span for a block already listed is checked.
+        let small = repeated(&store, &[BlockRef::Rle { span: 3, octet: 0 }], 2);
+        let BlockRef::Indirect { hash, .. } = small else {
+            unreachable!()
+        };
+        let lying = BlockRef::Indirect { hash, span: 7 };
+        let both = repeated(&store, &[small, lying], 1);
+        assert!(zero_spans(&store, &both).is_err());
     }
 
     #[test]
