@@ -939,7 +939,7 @@ mod tests {
         // every path costs 8^depth; each distinct block is now listed once.
         let store = MemoryStore::new(HashAlg::Blake3);
         let zero = BlockRef::Rle { span: 1, octet: 0 };
-        let mut all_zero = repeated(&store, &[zero.clone()], 8);
+        let mut all_zero = repeated(&store, std::slice::from_ref(&zero), 8);
         let mut empty = repeated(&store, &[], 1);
         for _ in 0..19 {
             all_zero = repeated(&store, &[all_zero], 8);
