@@ -114,3 +114,79 @@ pub fn first_segment(store: &Path) -> PathBuf {
         .unwrap()
         .path()
 }
+
+/// Whether something is mounted exactly at `p` (per /proc/mounts).
+pub fn is_mounted(p: &Path) -> bool {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let p = p.to_string_lossy();
+    mounts.lines().any(|l| l.split(' ').nth(1) == Some(&p))
+}
+
+/// A running `vt mount` process serving `dir`. [`Mounted::stop`] unmounts it with
+/// SIGTERM and checks a clean exit; if a test fails first, the drop guard unmounts
+/// lazily and reaps the process.
+#[derive(Debug)]
+pub struct Mounted {
+    child: Option<std::process::Child>,
+    dir: PathBuf,
+}
+
+impl Mounted {
+    /// Spawns `cmd` (a `vt ... mount ...` command serving `dir`) and waits until the
+    /// mount appears (up to 30 s).
+    pub fn spawn(cmd: &mut Command, dir: &Path) -> Mounted {
+        let child = cmd
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn vt mount");
+        let m = Mounted {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+        };
+        let t = std::time::Instant::now();
+        while !is_mounted(dir) {
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(30),
+                "mount did not appear"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        m
+    }
+
+    /// The mount process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGTERM: the mount records a final revision, unmounts and exits 0.
+    pub fn stop(mut self) {
+        let mut child = self.child.take().expect("running");
+        ok(Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string()));
+        let status = child.wait().unwrap();
+        assert!(status.success(), "vt mount exited with {status}");
+        assert!(!is_mounted(&self.dir));
+    }
+
+    /// Hands the process over, for a test that ends it its own way; the guard no
+    /// longer unmounts.
+    pub fn into_child(mut self) -> std::process::Child {
+        self.child.take().expect("running")
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("fusermount3")
+                .arg("-u")
+                .arg("-z")
+                .arg(&self.dir)
+                .status();
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

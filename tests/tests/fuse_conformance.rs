@@ -12,10 +12,9 @@
 //! test with the command that installs it. Runs as root, like the CI.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-use vt_tests::{ok, vt, vt_bin};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use vt_tests::{ok, vt, vt_bin, Mounted};
 
 const PJDFSTEST: (&str, &str) = ("pjdfstest", "0.2.2");
 const FSX: (&str, &str) = ("fsx", "0.3.2");
@@ -80,17 +79,11 @@ fn tool((name, version): (&str, &str)) -> PathBuf {
     bin
 }
 
-fn is_mounted(p: &Path) -> bool {
-    let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let p = p.to_string_lossy();
-    mounts.lines().any(|l| l.split(' ').nth(1) == Some(&p))
-}
-
 /// A fresh store and archive mounted read-write; unmounted (and checked) by
 /// [`Mount::stop`], or lazily by the drop guard when a test fails.
 struct Mount {
+    mounted: Mounted,
     tmp: tempfile::TempDir,
-    child: Option<Child>,
 }
 
 impl Mount {
@@ -101,26 +94,14 @@ impl Mount {
         let store = tmp.path().join("store");
         ok(vt(&store).arg("init"));
         let mnt = tmp.path().join("mnt");
-        let child = vt(&store)
-            .arg("mount")
-            .arg(tmp.path().join("a.vt"))
-            .arg(&mnt)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn vt mount");
-        let m = Mount {
-            tmp,
-            child: Some(child),
-        };
-        let t = Instant::now();
-        while !is_mounted(&mnt) {
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "mount did not appear"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        m
+        let mounted = Mounted::spawn(
+            vt(&store)
+                .arg("mount")
+                .arg(tmp.path().join("a.vt"))
+                .arg(&mnt),
+            &mnt,
+        );
+        Mount { mounted, tmp }
     }
 
     fn dir(&self) -> PathBuf {
@@ -128,33 +109,13 @@ impl Mount {
     }
 
     /// Unmounts with SIGTERM, then checks the exit status and the store.
-    fn stop(mut self) {
-        let mut child = self.child.take().unwrap();
-        ok(Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string()));
-        let status = child.wait().unwrap();
-        assert!(status.success(), "vt mount exited with {status}");
-        assert!(!is_mounted(&self.dir()));
+    fn stop(self) {
+        self.mounted.stop();
         ok(Command::new(vt_bin())
             .arg("-q")
             .arg("-S")
             .arg(self.tmp.path().join("store"))
             .arg("verify"));
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("fusermount3")
-                .arg("-u")
-                .arg("-z")
-                .arg(self.dir())
-                .status();
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 

@@ -7,12 +7,13 @@ use std::fs;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use vt_engine::archive::Archive;
 use vt_engine::store::{DataDir, DataDirOptions};
 use vt_engine::tree::{self, Progress, TreeOptions};
 use vt_engine::Dirent;
+use vt_tests::Mounted as Mount;
 
 /// The `vt` binary next to this test's target directory (cli/tests makes cargo build it).
 fn vt_bin() -> PathBuf {
@@ -67,7 +68,7 @@ impl Env {
         self.path("mnt")
     }
     fn mount(&self, extra: &[&str]) -> Mount {
-        Mount::start(self, &self.archive().to_string_lossy(), &self.mnt(), extra)
+        mount_at(self, &self.archive().to_string_lossy(), &self.mnt(), extra)
     }
     /// The store, read-only (a follower: no writer lock needed).
     fn store(&self) -> DataDir {
@@ -101,73 +102,19 @@ impl Env {
     }
 }
 
-fn is_mounted(p: &Path) -> bool {
-    let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let p = p.to_string_lossy();
-    mounts.lines().any(|l| l.split(' ').nth(1) == Some(&p))
-}
-
-/// A running `vt mount`; the drop guard unmounts lazily and reaps the process.
-struct Mount {
-    child: Option<Child>,
-    dir: PathBuf,
-}
-
-impl Mount {
-    fn start(env: &Env, special: &str, dir: &Path, extra: &[&str]) -> Mount {
-        let child = Command::new(vt_bin())
+/// Starts `vt mount SPECIAL DIR EXTRA...` on `env`'s store.
+fn mount_at(env: &Env, special: &str, dir: &Path, extra: &[&str]) -> Mount {
+    Mount::spawn(
+        Command::new(vt_bin())
             .arg("-q")
             .arg("-S")
             .arg(env.path("store"))
             .arg("mount")
             .arg(special)
             .arg(dir)
-            .args(extra)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn vt mount");
-        let m = Mount {
-            child: Some(child),
-            dir: dir.to_path_buf(),
-        };
-        let t = Instant::now();
-        while !is_mounted(dir) {
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "mount did not appear"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        m
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
-    /// SIGTERM: the mount records a final revision and exits cleanly.
-    fn stop(mut self) {
-        run(Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string()));
-        let status = self.child.take().unwrap().wait().unwrap();
-        assert!(status.success(), "vt mount exited with {status}");
-        assert!(!is_mounted(&self.dir));
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("fusermount3")
-            .arg("-u")
-            .arg("-z")
-            .arg(&self.dir)
-            .status();
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+            .args(extra),
+        dir,
+    )
 }
 
 /// A source tree with files, a sparse file, subdirectories, symlinks, a hard link,
@@ -483,7 +430,7 @@ fn transcription_mounts_read_only() {
     fs::write(env.mnt().join("f"), b"data").unwrap();
     m.stop();
     let latest = Archive::new(env.archive()).latest().unwrap().unwrap();
-    let m = Mount::start(&env, &latest.transcription, &env.path("ro"), &[]);
+    let m = mount_at(&env, &latest.transcription, &env.path("ro"), &[]);
     assert_eq!(fs::read(env.path("ro/f")).unwrap(), b"data");
     let block = sh(&env.path("ro"), "getfattr --only-values -n x-vt-block f");
     assert!(
