@@ -1,6 +1,7 @@
 //! The FUSE adapter: translates fuser requests into [`vt_engine::fs::Fs`] calls.
 //! All filesystem semantics live in the engine; this only converts types.
 
+use crate::wakelat::WakeLatency;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
@@ -28,6 +29,11 @@ const TTL: Duration = Duration::from_secs(1);
 /// cache. Smaller files stay in the page cache, kept across opens.
 const DIRECT_READ_MIN: u64 = 64 << 20;
 
+/// Reads and writes of at least this many bytes do not take the fast-wakeup request
+/// ([`WakeLatency`]): moving the bytes takes far longer than a wakeup, so a stream of
+/// them leaves the CPUs free to halt when idle.
+const STREAMING: u32 = 128 << 10;
+
 /// What `fsyncdir` runs to make the tree's names durable: record a revision.
 pub type SyncHook = Arc<dyn Fn() -> anyhow::Result<()> + Send + Sync>;
 
@@ -38,15 +44,26 @@ pub struct FuseFs {
     /// The kernel lets files opened with direct I/O be mapped shared too
     /// (`FUSE_DIRECT_IO_ALLOW_MMAP`, Linux 6.6); without it, reads stay cached.
     direct_reads: bool,
+    /// Fast wakeups while requests come (see [`WakeLatency`]); `None`: off.
+    wake: Option<Arc<WakeLatency>>,
 }
 
 impl FuseFs {
     /// Serves `fs`; `on_fsyncdir` (if any) records the tree when a directory is fsynced.
-    pub fn new(fs: Arc<Fs>, on_fsyncdir: Option<SyncHook>) -> Self {
+    /// `wake`, if any, is touched by every request.
+    pub fn new(fs: Arc<Fs>, on_fsyncdir: Option<SyncHook>, wake: Option<Arc<WakeLatency>>) -> Self {
         FuseFs {
             fs,
             on_fsyncdir,
             direct_reads: false,
+            wake,
+        }
+    }
+
+    /// A request arrived.
+    fn busy(&self) {
+        if let Some(w) = &self.wake {
+            w.touch();
         }
     }
 }
@@ -191,6 +208,7 @@ impl Filesystem for FuseFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.busy();
         entry(reply, self.fs.lookup(parent.0, name.as_bytes()));
     }
 
@@ -199,6 +217,7 @@ impl Filesystem for FuseFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.busy();
         match self.fs.getattr(ino.0) {
             Ok(a) => reply.attr(&TTL, &attr(&a)),
             Err(e) => reply.error(errno(e)),
@@ -223,6 +242,7 @@ impl Filesystem for FuseFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        self.busy();
         let set = SetAttr {
             mode,
             uid,
@@ -238,6 +258,7 @@ impl Filesystem for FuseFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.busy();
         match self.fs.readlink(ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno(e)),
@@ -254,6 +275,7 @@ impl Filesystem for FuseFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        self.busy();
         let mode = mode & !(umask & 0o777);
         entry(
             reply,
@@ -271,6 +293,7 @@ impl Filesystem for FuseFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        self.busy();
         let mode = mode & !umask;
         entry(
             reply,
@@ -279,10 +302,12 @@ impl Filesystem for FuseFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.busy();
         empty(reply, self.fs.unlink(parent.0, name.as_bytes()));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.busy();
         empty(reply, self.fs.rmdir(parent.0, name.as_bytes()));
     }
 
@@ -294,6 +319,7 @@ impl Filesystem for FuseFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        self.busy();
         entry(
             reply,
             self.fs.symlink(
@@ -315,6 +341,7 @@ impl Filesystem for FuseFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        self.busy();
         let how = if flags.contains(RenameFlags::RENAME_EXCHANGE) {
             RenameMode::Exchange
         } else if flags.contains(RenameFlags::RENAME_NOREPLACE) {
@@ -344,10 +371,12 @@ impl Filesystem for FuseFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        self.busy();
         entry(reply, self.fs.link(ino.0, newparent.0, newname.as_bytes()));
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.busy();
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
         let trunc = flags.0 & libc::O_TRUNC != 0;
         match self.fs.open(ino.0, write, trunc) {
@@ -370,6 +399,9 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        if size < STREAMING {
+            self.busy();
+        }
         match self.fs.read(ino.0, offset, size) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(errno(e)),
@@ -385,6 +417,7 @@ impl Filesystem for FuseFs {
         whence: i32,
         reply: ReplyLseek,
     ) {
+        self.busy();
         // The kernel handles SEEK_SET/CUR/END itself and asks only for these two.
         let data = match whence {
             libc::SEEK_DATA => true,
@@ -413,6 +446,9 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        if data.len() < STREAMING as usize {
+            self.busy();
+        }
         match self.fs.write(ino.0, offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno(e)),
@@ -427,6 +463,7 @@ impl Filesystem for FuseFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        self.busy();
         empty(reply, self.fs.flush(ino.0));
     }
 
@@ -440,6 +477,7 @@ impl Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.busy();
         empty(reply, self.fs.release(fh.0));
     }
 
@@ -451,6 +489,7 @@ impl Filesystem for FuseFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.busy();
         empty(reply, self.fs.fsync(ino.0));
     }
 
@@ -462,6 +501,7 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        self.busy();
         let entries = match self.fs.readdir(ino.0) {
             Ok(v) => v,
             Err(e) => return reply.error(errno(e)),
@@ -476,6 +516,7 @@ impl Filesystem for FuseFs {
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.busy();
         // Listings keep no per-handle state. ENOSYS tells the kernel to skip
         // OPENDIR and RELEASEDIR from now on: two requests fewer per directory.
         reply.error(Errno::ENOSYS);
@@ -489,6 +530,7 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        self.busy();
         // Attributes cost more than names: fetch a batch at a time until full.
         const BATCH: usize = 128;
         let mut at = offset as usize;
@@ -533,6 +575,7 @@ impl Filesystem for FuseFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        self.busy();
         empty(reply, self.fs.fallocate(ino.0, offset, length, mode));
     }
 
@@ -547,6 +590,7 @@ impl Filesystem for FuseFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.busy();
         match self.on_fsyncdir.as_ref().map_or(Ok(()), |hook| hook()) {
             Ok(()) => reply.ok(),
             Err(e) => {
@@ -558,6 +602,7 @@ impl Filesystem for FuseFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.busy();
         let s = self.fs.statfs();
         reply.statfs(
             s.blocks, s.bfree, s.bfree, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
@@ -574,6 +619,7 @@ impl Filesystem for FuseFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        self.busy();
         let how = if flags & libc::XATTR_CREATE != 0 {
             XattrMode::Create
         } else if flags & libc::XATTR_REPLACE != 0 {
@@ -585,10 +631,12 @@ impl Filesystem for FuseFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        self.busy();
         xattr_reply(reply, size, self.fs.getxattr(ino.0, name.as_bytes()));
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.busy();
         let list = self.fs.listxattr(ino.0).map(|names| {
             let mut out = Vec::new();
             for n in names {
@@ -601,6 +649,7 @@ impl Filesystem for FuseFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.busy();
         empty(reply, self.fs.removexattr(ino.0, name.as_bytes()));
     }
 
@@ -614,6 +663,7 @@ impl Filesystem for FuseFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        self.busy();
         let mode = mode & !umask;
         let write_only = flags & libc::O_ACCMODE == libc::O_WRONLY;
         match self.fs.create(parent.0, name.as_bytes(), mode, caller(req)) {

@@ -6,6 +6,7 @@ mod fuse;
 mod output;
 mod storespec;
 mod treearg;
+mod wakelat;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
