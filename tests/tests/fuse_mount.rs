@@ -13,20 +13,7 @@ use vt_engine::archive::Archive;
 use vt_engine::store::{DataDir, DataDirOptions};
 use vt_engine::tree::{self, Progress, TreeOptions};
 use vt_engine::Dirent;
-use vt_tests::Mounted as Mount;
-
-/// The `vt` binary next to this test's target directory (cli/tests makes cargo build it).
-fn vt_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("vt");
-    assert!(
-        bin.exists(),
-        "{} missing: build with cargo test --workspace",
-        bin.display()
-    );
-    bin
-}
+use vt_tests::{vt_bin, Mounted as Mount};
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -725,4 +712,24 @@ fn fsync_of_file_and_directory_survives_kill_9() {
     assert!(env.store().verify().unwrap().is_ok());
     let out = env.restore_latest("r");
     assert_eq!(fs::read(out.join("d/log")).unwrap(), b"committed line\n");
+}
+
+#[test]
+fn preferred_io_size_is_large_for_files_and_small_for_directories() {
+    let env = Env::new();
+    let m = env.mount(&[]);
+    fs::create_dir(env.mnt().join("d")).unwrap();
+    fs::write(env.mnt().join("d/f"), b"data").unwrap();
+    // Files: 1 MiB, so cp and cat move a MiB per request.
+    assert_eq!(
+        fs::metadata(env.mnt().join("d/f")).unwrap().blksize(),
+        1 << 20
+    );
+    // Directories: glibc sizes readdir buffers by st_blksize (at least 32 KiB), and
+    // the kernel allocates a reply buffer that large for every getdents.
+    for d in [env.mnt(), env.mnt().join("d")] {
+        let b = fs::metadata(&d).unwrap().blksize();
+        assert!(b <= 32 << 10, "{}: st_blksize {b}", d.display());
+    }
+    m.stop();
 }
