@@ -46,6 +46,8 @@ pub struct FuseFs {
     direct_reads: bool,
     /// Fast wakeups while requests come (see [`WakeLatency`]); `None`: off.
     wake: Option<Arc<WakeLatency>>,
+    /// Called once when the session ends (fuser's `destroy`).
+    on_end: Option<Box<dyn FnOnce() + Send + Sync>>,
 }
 
 impl FuseFs {
@@ -57,7 +59,15 @@ impl FuseFs {
             on_fsyncdir,
             direct_reads: false,
             wake,
+            on_end: None,
         }
+    }
+
+    /// Calls `f` once when the session ends: after the kernel let go of the mount
+    /// and the request threads stopped, or when the filesystem is dropped unused.
+    pub fn on_end(mut self, f: Box<dyn FnOnce() + Send + Sync>) -> Self {
+        self.on_end = Some(f);
+        self
     }
 
     /// A request arrived.
@@ -217,6 +227,12 @@ impl Filesystem for FuseFs {
             .add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP)
             .is_ok();
         Ok(())
+    }
+
+    fn destroy(&mut self) {
+        if let Some(f) = self.on_end.take() {
+            f();
+        }
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {

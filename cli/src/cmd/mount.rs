@@ -300,6 +300,14 @@ fn mount_config(read_only: bool, special: &str) -> fuser::Config {
     c
 }
 
+/// What wakes [`serve`] before its next periodic check.
+enum Event {
+    /// SIGINT, SIGTERM or SIGHUP.
+    Signal,
+    /// The session of this mount attempt (1 or 2) ended.
+    Ended(u8),
+}
+
 /// Serves until the filesystem is unmounted from outside or a signal arrives;
 /// records revisions every `sync_interval` seconds when the tree changed.
 fn serve(
@@ -323,23 +331,33 @@ fn serve(
             wakelat::DEVICE
         );
     }
+    // Signals and the end of the session both wake the loop below; the session's
+    // end is reported by the filesystem's `destroy`, which fuser calls once its
+    // request threads are done (after an unmount from outside, at once).
+    let (tx, rx) = mpsc::channel::<Event>();
+    let fuse_fs = |hook, wake, attempt| {
+        let tx = tx.clone();
+        FuseFs::new(fs.clone(), hook, wake).on_end(Box::new(move || {
+            let _ = tx.send(Event::Ended(attempt));
+        }))
+    };
     let mut config = mount_config(fs.mode() == FsMode::ReadOnly, &args.special);
     // Auto-unmount (through fusermount3) cleans up after a killed process.
     let mut auto = config.clone();
     auto.mount_options.push(fuser::MountOption::AutoUnmount);
     auto.acl = fuser::SessionACL::All;
-    let session = match fuser::spawn_mount(
-        FuseFs::new(fs.clone(), hook.clone(), wake.clone()),
-        mountpoint,
-        &auto,
-    ) {
-        Ok(s) => s,
-        Err(_) => {
-            config.acl = fuser::SessionACL::Owner;
-            fuser::spawn_mount(FuseFs::new(fs.clone(), hook, wake), mountpoint, &config)
-                .with_context(|| format!("mount on {}", mountpoint.display()))?
-        }
-    };
+    // A filesystem whose mount failed is dropped, and so "ends" too: only the
+    // attempt that mounted counts.
+    let (session, attempt) =
+        match fuser::spawn_mount(fuse_fs(hook.clone(), wake.clone(), 1), mountpoint, &auto) {
+            Ok(s) => (s, 1),
+            Err(_) => {
+                config.acl = fuser::SessionACL::Owner;
+                let s = fuser::spawn_mount(fuse_fs(hook, wake, 2), mountpoint, &config)
+                    .with_context(|| format!("mount on {}", mountpoint.display()))?;
+                (s, 2)
+            }
+        };
     if !ctx.quiet {
         eprintln!(
             "vt mount: {} mounted on {}",
@@ -347,27 +365,25 @@ fn serve(
             mountpoint.display()
         );
     }
-    let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        if let Ok(sig) = sigs.wait() {
-            let _ = tx.send(sig);
+        if sigs.wait().is_ok() {
+            let _ = tx.send(Event::Signal);
         }
     });
     let interval = Duration::from_secs(args.sync_interval);
     let mut last = Instant::now();
     loop {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(_) => {
-                // A signal: unmount (lazily, so busy mounts also go); the session
-                // ends once the kernel lets go.
+        let ended = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(Event::Signal) => {
+                // Unmount (lazily, so busy mounts also go); the session ends once
+                // the kernel lets go.
                 unmount(mountpoint);
-                return session
-                    .join()
-                    .with_context(|| format!("serve {}", mountpoint.display()));
+                true
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-        }
-        if session.guard.is_finished() {
+            Ok(Event::Ended(a)) => a == attempt,
+            Err(_) => false,
+        };
+        if ended || session.guard.is_finished() {
             return session
                 .join()
                 .with_context(|| format!("serve {}", mountpoint.display()));
