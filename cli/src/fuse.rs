@@ -52,7 +52,8 @@ pub struct FuseFs {
 
 impl FuseFs {
     /// Serves `fs`; `on_fsyncdir` (if any) records the tree when a directory is fsynced.
-    /// `wake`, if any, is touched by every request.
+    /// `wake`, if any, is touched by every request but large reads and writes
+    /// ([`STREAMING`]).
     pub fn new(fs: Arc<Fs>, on_fsyncdir: Option<SyncHook>, wake: Option<Arc<WakeLatency>>) -> Self {
         FuseFs {
             fs,
