@@ -300,6 +300,17 @@ fn mount_config(read_only: bool, special: &str) -> fuser::Config {
     c
 }
 
+/// The error of a mount that failed, with what to check when it was refused.
+fn mount_error(e: std::io::Error, mountpoint: &Path) -> anyhow::Error {
+    let hint = match e.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            " (FUSE needs root, or read and write access to /dev/fuse)"
+        }
+        _ => "",
+    };
+    anyhow::anyhow!("mount on {}: {e}{hint}", mountpoint.display())
+}
+
 /// What wakes [`serve`] before its next periodic check.
 enum Event {
     /// SIGINT, SIGTERM or SIGHUP.
@@ -354,7 +365,7 @@ fn serve(
             Err(_) => {
                 config.acl = fuser::SessionACL::Owner;
                 let s = fuser::spawn_mount(fuse_fs(hook, wake, 2), mountpoint, &config)
-                    .with_context(|| format!("mount on {}", mountpoint.display()))?;
+                    .map_err(|e| mount_error(e, mountpoint))?;
                 (s, 2)
             }
         };
