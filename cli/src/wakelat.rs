@@ -59,12 +59,13 @@ impl WakeLatency {
     /// device), in which case the mount just runs without it.
     pub fn open(hold: Duration) -> Option<WakeLatency> {
         let file = File::options().write(true).open(DEVICE).ok()?;
-        Some(WakeLatency::with_sink(Box::new(file), hold))
+        WakeLatency::with_sink(Box::new(file), hold)
     }
 
     /// Holds requests written to `out` (the device, or any file in tests): each
-    /// change of the request is one native-endian `i32` write.
-    pub fn with_sink(out: Box<dyn Write + Send>, hold: Duration) -> WakeLatency {
+    /// change of the request is one native-endian `i32` write. `None` when its
+    /// thread cannot be started.
+    pub fn with_sink(out: Box<dyn Write + Send>, hold: Duration) -> Option<WakeLatency> {
         let inner = Arc::new(Inner {
             sink: Mutex::new(Sink {
                 out,
@@ -82,8 +83,8 @@ impl WakeLatency {
         std::thread::Builder::new()
             .name("vt-wakelat".into())
             .spawn(move || releaser.release_when_idle())
-            .expect("spawn the wake latency thread");
-        WakeLatency { inner }
+            .ok()?;
+        Some(WakeLatency { inner })
     }
 
     /// A request arrived: hold the latency request (a store and a load when it is
@@ -197,7 +198,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("qos");
         let file = File::create(&path).unwrap();
-        let lat = WakeLatency::with_sink(Box::new(file), Duration::from_millis(5));
+        let lat = WakeLatency::with_sink(Box::new(file), Duration::from_millis(5)).unwrap();
         assert!(!lat.is_held());
         assert!(
             values(&path).is_empty(),
@@ -230,7 +231,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("qos");
         let hold = Duration::from_millis(300);
-        let lat = WakeLatency::with_sink(Box::new(File::create(&path).unwrap()), hold);
+        let lat = WakeLatency::with_sink(Box::new(File::create(&path).unwrap()), hold).unwrap();
         lat.touch();
         // Touches every 5 ms for seven holds. The request must stay held throughout,
         // which can only fail to hold if this thread was kept off the CPU for most of
@@ -266,7 +267,7 @@ mod tests {
 
     #[test]
     fn a_failing_device_leaves_the_mount_running_without_it() {
-        let lat = WakeLatency::with_sink(Box::new(Broken), Duration::from_millis(1));
+        let lat = WakeLatency::with_sink(Box::new(Broken), Duration::from_millis(1)).unwrap();
         for _ in 0..3 {
             lat.touch();
             assert!(!lat.is_held());
