@@ -140,7 +140,7 @@ fn round_trip_dirent(d: &Dirent) {
 
 /// The text parsers (transcriptions, archive lines, metadata, JSON, times, durations,
 /// GC roots): none panics, and what parses as a reference, entry or archive line
-/// formats back to text that parses equal.
+/// formats back to text that parses equal (an archive line's time to the same bits).
 pub fn text(data: &[u8]) {
     let _ = roots::decode(data);
     let Ok(s) = std::str::from_utf8(data) else {
@@ -161,6 +161,9 @@ pub fn text(data: &[u8]) {
             let again = ArchiveEntry::parse_line(&line).expect("archive line reparses");
             assert_eq!(again.transcription, e.transcription);
             assert_eq!(again.name, e.name);
+            // The unix time is written as Python's repr, the shortest text that
+            // reads back as the same float.
+            assert_eq!(again.when.to_bits(), e.when.to_bits(), "{line}");
         }
     }
     if let Ok(h) = HashCode::parse(s) {
