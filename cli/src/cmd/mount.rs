@@ -394,6 +394,8 @@ fn serve(
             Ok(Event::Ended(a)) => a == attempt,
             Err(_) => false,
         };
+        // Page buffers kept for a stream of writes go soon after it ends.
+        vt_engine::fs::trim_idle_page_pool();
         if ended || session.guard.is_finished() {
             return session
                 .join()

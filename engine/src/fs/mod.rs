@@ -30,7 +30,7 @@ mod tests;
 
 pub use cache::{CachedStore, ReadAhead};
 pub use error::{FsError, FsResult};
-pub use file::{FileBuf, Snapshot, PAGE};
+pub use file::{trim_idle_page_pool, FileBuf, Snapshot, PAGE};
 
 use crate::block::BlockRef;
 use crate::blockify::BlockifyOptions;
@@ -1434,14 +1434,6 @@ impl Fs {
     /// (unnamed). Returns `None` when nothing changed since the last sync. Does
     /// not flush the store: the caller does that before recording the root.
     pub fn sync(&self) -> FsResult<Option<Dirent>> {
-        let root = self.sync_changes();
-        // Syncs come at intervals and at the end: the page buffers kept for a
-        // stream of writes do not outlive it by more than an interval.
-        file::trim_page_pool();
-        root
-    }
-
-    fn sync_changes(&self) -> FsResult<Option<Dirent>> {
         if !self.state.lock().changed {
             return Ok(None);
         }
