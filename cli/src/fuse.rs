@@ -13,12 +13,17 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use vt_engine::fs::{Attr, Caller, FileKind, Fs, FsError, RenameMode, SetAttr, XattrMode};
+use vt_engine::fs::{Attr, Caller, FileKind, Fs, FsError, FsMode, RenameMode, SetAttr, XattrMode};
 
-/// How long the kernel may cache attributes and entries. Every change goes through
-/// this process, so the kernel's view stays right; the TTL only bounds staleness
-/// for the revisions directory and the like.
+/// How long the kernel may cache attributes and entries of a writable mount. Every
+/// change goes through this process, so the kernel's view stays right; the TTL only
+/// bounds staleness for what changes on its own (the revisions directory, a file's
+/// `st_blocks` once its data is committed).
 const TTL: Duration = Duration::from_secs(1);
+
+/// The same for a read-only mount, where nothing changes: a listing repeated after a
+/// while is served from the kernel's caches instead of asking again for every entry.
+const READ_ONLY_TTL: Duration = Duration::from_secs(3600);
 
 /// Files at least this large, opened read-only, are read with direct I/O: the
 /// kernel passes each `read` straight to the mount and the data lands in the
@@ -46,6 +51,8 @@ pub struct FuseFs {
     direct_reads: bool,
     /// Fast wakeups while requests come (see [`WakeLatency`]); `None`: off.
     wake: Option<Arc<WakeLatency>>,
+    /// How long the kernel may cache what a reply says ([`TTL`], [`READ_ONLY_TTL`]).
+    ttl: Duration,
     /// Called once when the session ends (fuser's `destroy`).
     on_end: Option<Box<dyn FnOnce() + Send + Sync>>,
 }
@@ -55,11 +62,17 @@ impl FuseFs {
     /// `wake`, if any, is touched by every request but large reads and writes
     /// ([`STREAMING`]).
     pub fn new(fs: Arc<Fs>, on_fsyncdir: Option<SyncHook>, wake: Option<Arc<WakeLatency>>) -> Self {
+        let ttl = if fs.mode() == FsMode::ReadOnly {
+            READ_ONLY_TTL
+        } else {
+            TTL
+        };
         FuseFs {
             fs,
             on_fsyncdir,
             direct_reads: false,
             wake,
+            ttl,
             on_end: None,
         }
     }
@@ -171,9 +184,9 @@ fn time(t: Option<TimeOrNow>) -> Option<SystemTime> {
     })
 }
 
-fn entry(reply: ReplyEntry, r: Result<Attr, FsError>) {
+fn entry(reply: ReplyEntry, ttl: Duration, r: Result<Attr, FsError>) {
     match r {
-        Ok(a) => reply.entry(&TTL, &attr(&a), Generation(0)),
+        Ok(a) => reply.entry(&ttl, &attr(&a), Generation(0)),
         Err(e) => reply.error(errno(e)),
     }
 }
@@ -238,7 +251,7 @@ impl Filesystem for FuseFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         self.busy();
-        entry(reply, self.fs.lookup(parent.0, name.as_bytes()));
+        entry(reply, self.ttl, self.fs.lookup(parent.0, name.as_bytes()));
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -248,7 +261,7 @@ impl Filesystem for FuseFs {
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.busy();
         match self.fs.getattr(ino.0) {
-            Ok(a) => reply.attr(&TTL, &attr(&a)),
+            Ok(a) => reply.attr(&self.ttl, &attr(&a)),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -281,7 +294,7 @@ impl Filesystem for FuseFs {
             mtime: time(mtime),
         };
         match self.fs.setattr(ino.0, &set) {
-            Ok(a) => reply.attr(&TTL, &attr(&a)),
+            Ok(a) => reply.attr(&self.ttl, &attr(&a)),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -308,6 +321,7 @@ impl Filesystem for FuseFs {
         let mode = mode & !(umask & 0o777);
         entry(
             reply,
+            self.ttl,
             self.fs
                 .mknod(parent.0, name.as_bytes(), mode, rdev.into(), caller(req)),
         );
@@ -326,6 +340,7 @@ impl Filesystem for FuseFs {
         let mode = mode & !umask;
         entry(
             reply,
+            self.ttl,
             self.fs.mkdir(parent.0, name.as_bytes(), mode, caller(req)),
         );
     }
@@ -351,6 +366,7 @@ impl Filesystem for FuseFs {
         self.busy();
         entry(
             reply,
+            self.ttl,
             self.fs.symlink(
                 parent.0,
                 link_name.as_bytes(),
@@ -401,7 +417,11 @@ impl Filesystem for FuseFs {
         reply: ReplyEntry,
     ) {
         self.busy();
-        entry(reply, self.fs.link(ino.0, newparent.0, newname.as_bytes()));
+        entry(
+            reply,
+            self.ttl,
+            self.fs.link(ino.0, newparent.0, newname.as_bytes()),
+        );
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -576,7 +596,7 @@ impl Filesystem for FuseFs {
                 // attributes (all but `.` and `..`); forget gives it back.
                 let counted = a.is_some();
                 let (ttl, fattr) = match a {
-                    Some(a) => (TTL, attr(&a)),
+                    Some(a) => (self.ttl, attr(&a)),
                     None => (Duration::ZERO, dot_attr(e.ino)),
                 };
                 if reply.add(INodeNo(e.ino), at as u64, name, &ttl, &fattr, Generation(0)) {
@@ -698,7 +718,7 @@ impl Filesystem for FuseFs {
         match self.fs.create(parent.0, name.as_bytes(), mode, caller(req)) {
             Ok((a, fh)) => {
                 let open = self.open_flags(INodeNo(a.ino), true, write_only);
-                reply.created(&TTL, &attr(&a), Generation(0), FileHandle(fh), open)
+                reply.created(&self.ttl, &attr(&a), Generation(0), FileHandle(fh), open)
             }
             Err(e) => reply.error(errno(e)),
         }

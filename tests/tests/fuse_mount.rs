@@ -733,3 +733,41 @@ fn preferred_io_size_is_large_for_files_and_small_for_directories() {
     }
     m.stop();
 }
+
+/// Whether `stat` of `path` completes within `wait` while the mount process is stopped
+/// (SIGSTOP): only an answer from the kernel's caches can. The process is continued
+/// before returning, so a stat left waiting completes then.
+fn stat_answered_while_stopped(m: &Mount, path: &Path, wait: Duration) -> bool {
+    let pid = m.pid().to_string();
+    run(Command::new("kill").arg("-STOP").arg(&pid));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = path.to_path_buf();
+    let t = std::thread::spawn(move || {
+        let r = fs::metadata(&p).map(|md| md.len());
+        let _ = tx.send(());
+        r
+    });
+    let answered = rx.recv_timeout(wait).is_ok();
+    run(Command::new("kill").arg("-CONT").arg(&pid));
+    t.join().unwrap().unwrap();
+    answered
+}
+
+#[test]
+fn a_read_only_mount_lets_the_kernel_cache_attributes_longer() {
+    let env = Env::new();
+    let m = env.mount(&[]);
+    fs::create_dir(env.mnt().join("d")).unwrap();
+    fs::write(env.mnt().join("d/f"), b"data").unwrap();
+    m.stop();
+    for (opts, cached) in [(&["-r"][..], true), (&[][..], false)] {
+        let m = env.mount(opts);
+        let f = env.mnt().join("d/f");
+        assert_eq!(fs::metadata(&f).unwrap().len(), 4);
+        // Past a writable mount's 1 s TTL: its kernel must ask the mount again.
+        std::thread::sleep(Duration::from_millis(1500));
+        let answered = stat_answered_while_stopped(&m, &f, Duration::from_secs(2));
+        assert_eq!(answered, cached, "mount options {opts:?}");
+        m.stop();
+    }
+}
