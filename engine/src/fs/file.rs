@@ -63,7 +63,11 @@ impl PagePool {
     }
     /// A buffer holding a copy of `data` (`PAGE` bytes), reusing a kept one if any.
     fn copy_of(&self, data: &[u8]) -> Vec<u8> {
-        debug_assert_eq!(data.len(), PAGE as usize, "a page buffer holds a whole page");
+        debug_assert_eq!(
+            data.len(),
+            PAGE as usize,
+            "a page buffer holds a whole page"
+        );
         self.taken.fetch_add(1, Ordering::Relaxed);
         let kept = self.free.lock().pop();
         let mut v = kept.unwrap_or_else(|| Vec::with_capacity(PAGE as usize));
