@@ -1,5 +1,7 @@
 //! The FUSE adapter: translates fuser requests into [`vt_engine::fs::Fs`] calls.
-//! All filesystem semantics live in the engine; this only converts types.
+//! All filesystem semantics live in the engine; this converts types and sets what
+//! only the kernel sees: cache lifetimes, open flags, `st_blksize`, and the wakeup
+//! hold ([`WakeLatency`]).
 
 use crate::wakelat::WakeLatency;
 use fuser::{

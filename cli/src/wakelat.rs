@@ -15,7 +15,7 @@
 
 use parking_lot::{Condvar, Mutex};
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,7 +38,8 @@ struct Inner {
     /// The request: each 4-byte write sets its value; closing the file drops it.
     sink: Mutex<Sink>,
     wake: Condvar,
-    /// Whether the request is at [`NOW`] (read without the lock on every touch).
+    /// Whether the request is at [`NOW`]: read without the lock on every touch,
+    /// changed only with `sink` locked.
     held: AtomicBool,
     /// When the last request came, in microseconds since `epoch`.
     last: AtomicU64,
@@ -48,7 +49,6 @@ struct Inner {
 
 struct Sink {
     out: Box<dyn Write + Send>,
-    held: bool,
     closed: bool,
     /// The first write error, after which the request is left alone.
     failed: bool,
@@ -69,7 +69,6 @@ impl WakeLatency {
         let inner = Arc::new(Inner {
             sink: Mutex::new(Sink {
                 out,
-                held: false,
                 closed: false,
                 failed: false,
             }),
@@ -96,12 +95,10 @@ impl WakeLatency {
             return;
         }
         let mut sink = inner.sink.lock();
-        if sink.held || sink.closed || sink.failed {
+        if inner.held.load(Ordering::Relaxed) || sink.closed || sink.failed {
             return;
         }
-        if sink.set(NOW).is_ok() {
-            sink.held = true;
-            inner.held.store(true, Ordering::Relaxed);
+        if inner.set(&mut sink, true) {
             inner.wake.notify_one();
         }
     }
@@ -115,28 +112,29 @@ impl WakeLatency {
 
 impl Drop for WakeLatency {
     fn drop(&mut self) {
-        let mut sink = self.inner.sink.lock();
+        let inner = &*self.inner;
+        let mut sink = inner.sink.lock();
         sink.closed = true;
-        if sink.held {
-            let _ = sink.set(RELEASE);
-            sink.held = false;
-            self.inner.held.store(false, Ordering::Relaxed);
+        if inner.held.load(Ordering::Relaxed) {
+            inner.set(&mut sink, false);
         }
-        self.inner.wake.notify_one();
-    }
-}
-
-impl Sink {
-    fn set(&mut self, value: i32) -> io::Result<()> {
-        let r = self.out.write_all(&value.to_ne_bytes());
-        if r.is_err() {
-            self.failed = true;
-        }
-        r
+        inner.wake.notify_one();
     }
 }
 
 impl Inner {
+    /// Takes (`true`) or drops the request, with `sink` locked; returns whether it is
+    /// held now. A failed write marks the sink failed, after which the request is left
+    /// alone; dropping counts as done even then.
+    fn set(&self, sink: &mut Sink, held: bool) -> bool {
+        let value = if held { NOW } else { RELEASE };
+        let ok = sink.out.write_all(&value.to_ne_bytes()).is_ok();
+        sink.failed |= !ok;
+        let now = held && ok;
+        self.held.store(now, Ordering::Relaxed);
+        now
+    }
+
     fn now_us(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64
     }
@@ -146,7 +144,7 @@ impl Inner {
     fn release_when_idle(&self) {
         let mut sink = self.sink.lock();
         loop {
-            while !sink.held && !sink.closed {
+            while !self.held.load(Ordering::Relaxed) && !sink.closed {
                 self.wake.wait(&mut sink);
             }
             if sink.closed {
@@ -159,11 +157,8 @@ impl Inner {
             let idle = self
                 .now_us()
                 .saturating_sub(self.last.load(Ordering::Relaxed));
-            if sink.held && idle >= self.hold.as_micros() as u64 {
-                // Cleared even if the write fails: the request is then left alone.
-                let _ = sink.set(RELEASE);
-                sink.held = false;
-                self.held.store(false, Ordering::Relaxed);
+            if self.held.load(Ordering::Relaxed) && u128::from(idle) >= self.hold.as_micros() {
+                self.set(&mut sink, false);
             }
         }
     }
@@ -172,7 +167,7 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
+    use std::io::{self, Read};
 
     /// What was written to the request, as values.
     fn values(path: &std::path::Path) -> Vec<i32> {

@@ -169,12 +169,6 @@ impl Mounted {
         assert!(status.success(), "vt mount exited with {status}");
         assert!(!is_mounted(&self.dir));
     }
-
-    /// Hands the process over, for a test that ends it its own way; the guard no
-    /// longer unmounts.
-    pub fn into_child(mut self) -> std::process::Child {
-        self.child.take().expect("running")
-    }
 }
 
 impl Drop for Mounted {

@@ -42,9 +42,10 @@ pub struct Args {
     pub sync_interval: u64,
     /// While requests arrive, ask the kernel for idle CPUs that wake at once (a CPU
     /// latency request of 0 µs through /dev/cpu_dma_latency; needs root), until this
-    /// many milliseconds after the last request. Idle CPUs then poll instead of
-    /// halting, which makes each FUSE round trip cheaper. 0: never.
-    #[arg(long, value_name = "MS", default_value_t = 10)]
+    /// many milliseconds after the last request (at most 60,000). Idle CPUs then poll
+    /// instead of halting, which makes each FUSE round trip cheaper. 0: never.
+    #[arg(long, value_name = "MS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub low_latency_ms: u64,
 }
 
